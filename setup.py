@@ -1,0 +1,26 @@
+"""metaadv_tf: meta-adversarial training for TensorFlow / Keras 3, with a model zoo."""
+from setuptools import find_packages, setup
+
+setup(
+    name="metaadv_tf",
+    version="0.1.0",
+    description="Meta-adversarial training (MAT) for TensorFlow/Keras 3, with a model zoo.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["metaadv_tf", "metaadv_tf.*"]),
+    python_requires=">=3.10,<3.13",
+    # Bounds are the versions tested together (BUILD.md). `tensorflow-cpu` is named rather than
+    # `tensorflow`: pip does not know that one satisfies the other, and GPU users install
+    # `tensorflow` themselves before this package (see BUILD.md).
+    install_requires=[
+        "tensorflow-cpu>=2.16,<2.22",
+        "keras>=3.3,<3.16",
+        "cleverhans==4.0.0",
+        "tensorflow-datasets>=4.9,<4.10",
+        "importlib_resources>=5",  # tensorflow-datasets needs it to prepare data but omits it
+        "absl-py>=1.0",
+        "numpy>=1.26,<3",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
