@@ -20,6 +20,7 @@ setup(
         "importlib_resources>=5",  # tensorflow-datasets needs it to prepare data but omits it
         "absl-py>=1.0",
         "numpy>=1.26,<3",
+        "tensorboard>=2.16,<2.22",  # tf.summary needs it; tensorflow-cpu 2.21 no longer pulls it in
         "tqdm>=4.60",
     ],
     extras_require={"test": ["pytest>=7"]},

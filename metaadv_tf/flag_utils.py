@@ -1,0 +1,83 @@
+"""absl flags shared by the scripts, and their translation into library configs."""
+from __future__ import annotations
+
+import json
+from typing import Callable, TypeVar
+
+from absl import app, flags
+
+from metaadv_tf.training.config import METHODS, STRATEGIES, MetaConfig, TrainConfig
+
+FLAGS = flags.FLAGS
+T = TypeVar("T")
+
+
+def define_train_flags() -> None:
+    """Defines every TrainConfig/MetaConfig field as a flag (defaults from the dataclasses)."""
+    d, m = TrainConfig(), MetaConfig()
+    flags.DEFINE_string("method", d.method, f"Training method: one of {', '.join(METHODS)}.")
+    flags.DEFINE_string("model", d.model, "Architecture: cnn or resnet18.")
+    flags.DEFINE_string("model_args", "{}", 'JSON dict of architecture arguments, e.g. \'{"width": 16}\'.')
+    flags.DEFINE_string("dataset", d.dataset, "Dataset: fashion_mnist, mnist or cifar10.")
+    flags.DEFINE_integer("train_examples", None, "Use only the first N training examples.")
+    flags.DEFINE_string("train_attacks", d.train_attacks,
+                        "Training attacks (avg, max, mat, fomaml, reptile): 'fgsm,pgd_linf(steps=3)'.")
+    flags.DEFINE_float("eps", d.eps, "Linf eps of pgd_at and fgsm_rs.")
+    flags.DEFINE_integer("pgd_steps", d.pgd_steps, "PGD steps of pgd_at.")
+    flags.DEFINE_integer("batch_size", d.batch_size, "Batch size of the non-meta methods.")
+    flags.DEFINE_integer("steps", None, "Training steps (or give --epochs).")
+    flags.DEFINE_float("epochs", None, "Training epochs (default 1 when --steps is not given).")
+    flags.DEFINE_string("optimizer", d.optimizer, "adam or sgd (momentum 0.9).")
+    flags.DEFINE_float("learning_rate", d.learning_rate, "Outer learning rate.")
+    flags.DEFINE_integer("seed", d.seed, "Seed of weights, data order and task sampling.")
+    flags.DEFINE_integer("num_tasks", m.num_tasks, "Tasks per meta-step.")
+    flags.DEFINE_integer("inner_steps", m.inner_steps, "Inner SGD steps per task.")
+    flags.DEFINE_float("inner_learning_rate", m.inner_learning_rate, "Inner SGD learning rate.")
+    flags.DEFINE_integer("support_size", m.support_size, "Support examples per task.")
+    flags.DEFINE_integer("query_size", m.query_size, "Query examples per task.")
+    flags.DEFINE_list("task_weights", None, "Sampling weight per training attack (default uniform).")
+    flags.DEFINE_integer("pool_size", m.pool_size, "Adversarial examples pooled per task (0 = off).")
+    flags.DEFINE_integer("pool_refresh", m.pool_refresh, "Regenerate the pools every R steps.")
+    flags.DEFINE_string("strategy", d.strategy, f"tf.distribute strategy: {', '.join(STRATEGIES)}.")
+    flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
+    flags.DEFINE_integer("checkpoint_every", d.checkpoint_every, "Save a checkpoint every K steps.")
+    flags.DEFINE_integer("log_every", d.log_every, "Write training summaries every K steps.")
+    flags.DEFINE_integer("eval_every", d.eval_every, "Evaluate every K steps (0 = off).")
+    flags.DEFINE_integer("eval_examples", d.eval_examples, "Test examples for in-training evaluation.")
+    flags.DEFINE_string("eval_attacks", d.eval_attacks, "Attacks of the in-training evaluation.")
+
+
+def train_config_from_flags() -> TrainConfig:
+    """The TrainConfig the flags describe (raises ValueError on bad values)."""
+    try:
+        model_args = json.loads(FLAGS.model_args)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--model_args must be a JSON object. Received: {FLAGS.model_args!r} ({error})")
+    if not isinstance(model_args, dict):
+        raise ValueError(f"--model_args must be a JSON object. Received: {FLAGS.model_args!r}")
+    epochs = FLAGS.epochs if FLAGS.epochs is not None or FLAGS.steps is not None else 1.0
+    weights = tuple(float(w) for w in FLAGS.task_weights) if FLAGS.task_weights else None
+    meta = MetaConfig(
+        num_tasks=FLAGS.num_tasks, inner_steps=FLAGS.inner_steps,
+        inner_learning_rate=FLAGS.inner_learning_rate, support_size=FLAGS.support_size,
+        query_size=FLAGS.query_size, task_weights=weights, pool_size=FLAGS.pool_size,
+        pool_refresh=FLAGS.pool_refresh,
+    )
+    return TrainConfig(
+        method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,
+        train_examples=FLAGS.train_examples, train_attacks=FLAGS.train_attacks, eps=FLAGS.eps,
+        pgd_steps=FLAGS.pgd_steps, batch_size=FLAGS.batch_size, steps=FLAGS.steps, epochs=epochs,
+        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, meta=meta,
+        strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
+        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
+        eval_every=FLAGS.eval_every, eval_examples=FLAGS.eval_examples,
+        eval_attacks=FLAGS.eval_attacks,
+    )
+
+
+def run_or_usage_error(build: Callable[[], T]) -> T:
+    """Calls ``build``; a ValueError becomes an absl UsageError (one line, exit code 1)."""
+    try:
+        return build()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None

@@ -1,0 +1,44 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Callable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    suffix = _suffix(path)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def atomic_save(path: str, save: Callable[[str], None]) -> None:
+    """Calls ``save(temporary_path)`` and moves the result to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        save(temporary)
+
+
+def _suffix(path: str) -> str:
+    """The full multi-part suffix Keras checks, e.g. '.weights.h5' for 'a.weights.h5'."""
+    name = os.path.basename(path)
+    return name[name.find("."):] if "." in name else ""

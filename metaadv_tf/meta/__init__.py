@@ -1,0 +1,1 @@
+"""Meta-learning over attack tasks: fast weights, task sampling, MAML/FOMAML and Reptile."""

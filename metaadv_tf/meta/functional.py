@@ -1,0 +1,86 @@
+"""Fast weights: a Keras model applied with explicit parameter tensors.
+
+``model.stateless_call`` runs a model on given trainable and non-trainable values without touching
+its variables, so a ``tf.GradientTape`` sees through SGD updates of those values (second-order
+MAML). Non-trainable values (BatchNorm moving statistics, dropout seed state) are threaded through
+calls and returned; the training step decides what to assign back (see ``metaadv_tf.training``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+Params = list[tf.Tensor]
+ModelFn = Callable[[tf.Tensor], tf.Tensor]
+
+
+def apply(
+    model: keras.Model,
+    params: Sequence[tf.Tensor],
+    state: Sequence[tf.Tensor],
+    x: tf.Tensor,
+    *,
+    training: bool,
+) -> tuple[tf.Tensor, Params]:
+    """Returns (logits, new non-trainable state) of ``model`` run with ``params`` on ``x``."""
+    logits, new_state = model.stateless_call(list(params), list(state), x, training=training)
+    return logits, list(new_state)
+
+
+def model_fn(model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor]) -> ModelFn:
+    """A logits callable over fast weights, for attacks (its state updates are discarded).
+
+    Attacks see the model in training mode, as the loss does, so BatchNorm uses batch statistics
+    in both; their forward passes do not move the moving statistics.
+    """
+    return lambda x: apply(model, params, state, x, training=True)[0]
+
+
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Per-example softmax cross-entropy from logits and int labels."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+
+
+def task_loss(
+    model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor], x: tf.Tensor, y: tf.Tensor
+) -> tuple[tf.Tensor, Params]:
+    """Mean cross-entropy of the model over fast weights on (x, y), and the new state."""
+    logits, new_state = apply(model, params, state, x, training=True)
+    return tf.reduce_mean(cross_entropy(logits, y)), new_state
+
+
+def adapt(
+    model: keras.Model,
+    params: Sequence[tf.Tensor],
+    state: Sequence[tf.Tensor],
+    x: tf.Tensor,
+    y: tf.Tensor,
+    *,
+    steps: int,
+    learning_rate: float,
+    first_order: bool,
+) -> tuple[Params, Params, tf.Tensor]:
+    """``steps`` SGD steps on (x, y) from ``params``: (fast weights, new state, loss at ``params``).
+
+    With ``first_order`` the inner gradients are treated as constants (FOMAML); otherwise an outer
+    tape differentiates through them (second-order MAML).
+    """
+    fast = list(params)
+    losses = []
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(fast)
+            loss, state = task_loss(model, fast, state, x, y)
+        losses.append(loss)
+        grads = dense_gradients(tape.gradient(loss, fast), fast)
+        if first_order:
+            grads = [tf.stop_gradient(g) for g in grads]
+        fast = [p - learning_rate * g for p, g in zip(fast, grads)]
+    return fast, list(state), losses[0]
+
+
+def dense_gradients(grads: Sequence[tf.Tensor | None], params: Sequence[tf.Tensor]) -> Params:
+    """Gradients as dense tensors: None (an unused parameter) becomes zeros, IndexedSlices dense."""
+    return [tf.zeros_like(p) if g is None else tf.convert_to_tensor(g) for g, p in zip(grads, params)]

@@ -1,0 +1,115 @@
+"""Hyperparameters of a training run, validated in one place (never inside a step function)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from metaadv_tf.registry import check_choice
+from metaadv_tf.validation import check_positive, check_positive_int
+
+METHODS = ("standard", "pgd_at", "fgsm_rs", "avg", "max", "mat", "fomaml", "reptile")
+META_METHODS = ("mat", "fomaml", "reptile")
+MULTI_ATTACK_METHODS = ("avg", "max", *META_METHODS)
+STRATEGIES = ("default", "mirrored", "multi_worker")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """Settings of the meta-learning methods (mat, fomaml, reptile).
+
+    Each meta-step samples ``num_tasks`` distinct training attacks; each task gets
+    ``support_size`` + ``query_size`` clean examples. ``pool_size`` > 0 turns on per-task pools
+    of adversarial examples regenerated every ``pool_refresh`` steps instead of attacking every step.
+    """
+
+    num_tasks: int = 2
+    inner_steps: int = 1
+    inner_learning_rate: float = 0.05
+    support_size: int = 32
+    query_size: int = 32
+    task_weights: tuple[float, ...] | None = None
+    pool_size: int = 0
+    pool_refresh: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("num_tasks", "inner_steps", "support_size", "query_size", "pool_refresh"):
+            check_positive_int(name, getattr(self, name))
+        check_positive("inner_learning_rate", self.inner_learning_rate)
+        if self.pool_size:
+            check_positive_int("pool_size", self.pool_size)
+            if self.pool_size < self.support_size + self.query_size:
+                raise ValueError(
+                    f"pool_size must hold at least one support and query batch"
+                    f" ({self.support_size + self.query_size}). Received: pool_size={self.pool_size}"
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; ``to_json``/``from_json`` round-trip it."""
+
+    method: str = "mat"
+    model: str = "cnn"
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str = "fashion_mnist"
+    train_examples: int | None = None
+    train_attacks: str = "fgsm,pgd_linf(steps=3)"
+    eps: float = 0.1
+    pgd_steps: int = 7
+    batch_size: int = 128
+    steps: int | None = None
+    epochs: float | None = 1.0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    seed: int = 0
+    meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
+    strategy: str = "default"
+    jit_compile: bool = False
+    checkpoint_every: int = 100
+    log_every: int = 10
+    eval_every: int = 0
+    eval_examples: int = 200
+    eval_attacks: str = "fgsm,pgd_linf"
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, list(METHODS))
+        check_choice("strategy", self.strategy, list(STRATEGIES))
+        check_choice("optimizer", self.optimizer, list(OPTIMIZERS))
+        check_positive("eps", self.eps)
+        check_positive("learning_rate", self.learning_rate)
+        for name in ("batch_size", "pgd_steps", "checkpoint_every", "log_every", "eval_examples"):
+            check_positive_int(name, getattr(self, name))
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(
+                f"Give exactly one of steps and epochs. Received: steps={self.steps}, epochs={self.epochs}"
+            )
+        if self.steps is not None:
+            check_positive_int("steps", self.steps)
+        else:
+            check_positive("epochs", self.epochs)
+        if self.train_examples is not None:
+            check_positive_int("train_examples", self.train_examples)
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = off). Received: eval_every={self.eval_every}")
+
+    @property
+    def images_per_step(self) -> int:
+        """Clean training images one step consumes (meta methods: tasks x (support + query))."""
+        if self.method in META_METHODS:
+            return self.meta.num_tasks * (self.meta.support_size + self.meta.query_size)
+        return self.batch_size
+
+    def to_json(self) -> str:
+        """The config as JSON text."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        """Inverse of ``to_json``."""
+        values = json.loads(text)
+        meta = values.pop("meta")
+        if meta.get("task_weights") is not None:
+            meta["task_weights"] = tuple(meta["task_weights"])
+        return cls(meta=MetaConfig(**meta), **values)

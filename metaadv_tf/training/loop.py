@@ -1,0 +1,352 @@
+"""The training loop: one compiled step per method, checkpoints, summaries, resume, faults.
+
+A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/`` (a
+`tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time),
+``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. Rerunning with the same
+workdir resumes from the latest checkpoint. A non-finite loss stops the run before anything is
+saved, so the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and stop.
+
+BatchNorm statistics policy: the moving statistics follow every training-mode loss forward pass
+(inner support passes, outer query passes, attack-augmented batches); attack-generation passes do
+not move them. Under a distribution strategy they are averaged across replicas after each step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from metaadv_tf import data
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.meta.functional import model_fn
+from metaadv_tf.meta.pools import AdversarialPool
+from metaadv_tf.models import build_model
+from metaadv_tf.training.config import META_METHODS, TrainConfig
+from metaadv_tf.training.methods import Method, build_method
+from metaadv_tf.training.strategies import is_chief, make_strategy, reduce_state
+
+# Settings that may change between a run and its resumption (the rest define the run).
+RESUMABLE_CHANGES = ("steps", "epochs", "checkpoint_every", "log_every", "eval_every", "eval_examples",
+                     "eval_attacks")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient became NaN or Inf."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """How a run ended: steps done, images seen, wall time, last loss, and why it stopped."""
+
+    steps: int
+    images_seen: int
+    train_seconds: float
+    last_loss: float
+    stopped_by_signal: int | None
+    weights_path: str | None
+
+
+class Trainer:
+    """Builds the model, optimizer and method of ``config`` and trains them in ``workdir``."""
+
+    def __init__(self, config: TrainConfig, workdir: str) -> None:
+        self.config = config
+        self.workdir = workdir
+        keras.utils.set_random_seed(config.seed)
+        self.strategy = make_strategy(config.strategy)
+        self.chief = is_chief(self.strategy)
+        _check_workdir_config(workdir, config, write=self.chief)
+        self.info = data.get_info(config.dataset)
+        with self.strategy.scope():
+            self.model = build_model(
+                config.model, input_shape=self.info.image_shape, num_classes=self.info.num_classes,
+                **config.model_args,
+            )
+            self.optimizer = _make_optimizer(config)
+            self.optimizer.build(self.model.trainable_variables)
+        self.method: Method = build_method(self.model, config, self.strategy.num_replicas_in_sync)
+        self.pool = self._make_pool()
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.batches_consumed = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.sampler = tf.random.Generator.from_seed(config.seed)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step,
+            batches_consumed=self.batches_consumed, train_seconds=self.train_seconds, sampler=self.sampler,
+            **({"pool": self.pool} if self.pool else {}),
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(), max_to_keep=3)
+        self.train_size = self._train_size()
+        # clean images read per data batch: a step's batch, or a pool refresh's images
+        self.data_batch_size = config.meta.pool_size if self.pool else config.images_per_step
+        if self.train_size < self.data_batch_size:
+            raise ValueError(
+                f"A data batch needs {self.data_batch_size} training images but {config.dataset}"
+                f" has {self.train_size} (train_examples={config.train_examples}):"
+                " lower the batch size or use more examples."
+            )
+        compile_ = lambda fn: tf.function(fn, jit_compile=config.jit_compile)  # noqa: E731
+        self.train_step = compile_(self._distributed_step)
+        self._pool_step = compile_(self._distributed_pool_step)
+        self._refresh_pool = compile_(self._refresh_pool_eagerly)
+        self._signal: int | None = None
+
+    @property
+    def total_steps(self) -> int:
+        """Steps the run takes in all (``steps``, or ``epochs`` of the training set)."""
+        if self.config.steps is not None:
+            return self.config.steps
+        return max(1, math.ceil(self.config.epochs * self.steps_per_epoch))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps whose loss sees as many images as the training set has."""
+        return max(1, self.train_size // self.config.images_per_step)
+
+    def restore(self) -> str | None:
+        """Restores the latest checkpoint, if any; returns its path."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return latest
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """Runs (or resumes) the training to ``total_steps``; see the module docstring."""
+        from tqdm import tqdm
+
+        self.restore()
+        start_step = int(self.step.numpy())
+        writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if self.chief
+                  else tf.summary.create_noop_writer())
+        bar = tqdm(total=self.total_steps, initial=start_step, disable=not progress, unit="step",
+                   dynamic_ncols=True)
+        previous_handlers = self._install_signal_handlers()
+        loss = float("nan")
+        try:
+            started, interval_start, interval_steps = time.time(), time.time(), 0
+            batches = self._batches()
+            while int(self.step.numpy()) < self.total_steps and self._signal is None:
+                metrics = self._next_step(batches)
+                loss = self._check_finite(metrics)
+                self.step.assign_add(1)
+                step, interval_steps = int(self.step.numpy()), interval_steps + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if step % self.config.log_every == 0:
+                    rate = interval_steps * self.config.images_per_step / (time.time() - interval_start)
+                    self._write_summaries(writer, step, metrics, rate)
+                    interval_start, interval_steps = time.time(), 0
+                if self.config.eval_every and step % self.config.eval_every == 0:
+                    self._write_evaluation(writer, step)
+                if step % self.config.checkpoint_every == 0:
+                    self._save(started)
+                    started = time.time()
+            self._save(started)
+        finally:
+            bar.close()
+            writer.close()
+            self._restore_signal_handlers(previous_handlers)
+        return self._finish(loss)
+
+    # --- the compiled step -------------------------------------------------------------------
+
+    def _next_step(self, batches: Iterator) -> dict:
+        """Runs one step on the next data batch, or (pools) on pooled examples."""
+        if self.pool is None:
+            self.batches_consumed.assign_add(1)
+            return self.train_step(*next(batches))
+        if int(self.step.numpy()) % self.config.meta.pool_refresh == 0:
+            self.batches_consumed.assign_add(1)
+            self._refresh_pool(*next(batches))
+        return self._pool_step()
+
+    def _distributed_step(self, x, y, task_ids=None):
+        """One training step on a (distributed) batch: the step compiled as ``train_step``."""
+        if task_ids is None:
+            task_ids = self.method.sample_tasks(self.sampler)
+        state, loss, grad_norm, task_losses = self.strategy.run(self._replica_step, args=(x, y, task_ids))
+        for variable, value in zip(self.model.non_trainable_variables, state):
+            variable.assign(reduce_state(self.strategy, value))
+        mean = tf.distribute.ReduceOp.MEAN
+        return {
+            "loss": self.strategy.reduce(mean, loss, axis=None),
+            "grad_norm": self.strategy.reduce(mean, grad_norm, axis=None),
+            "task_losses": self.strategy.reduce(mean, task_losses, axis=None),
+            "task_ids": task_ids,
+        }
+
+    def _distributed_pool_step(self):
+        task_ids = self.method.sample_tasks(self.sampler)
+        per_task = self.config.meta.support_size + self.config.meta.query_size
+        x, y = self.pool.sample(self.sampler, task_ids, per_task)
+        return self._distributed_step(x, y, task_ids)
+
+    def _refresh_pool_eagerly(self, x, y):
+        params = [v.value for v in self.model.trainable_variables]
+        state = [v.value for v in self.model.non_trainable_variables]
+        self.pool.refresh(model_fn(self.model, params, state), x, y)
+
+    def _make_pool(self) -> AdversarialPool | None:
+        if not self.config.meta.pool_size:
+            return None
+        if self.config.method not in META_METHODS or self.config.strategy != "default":
+            raise ValueError(
+                f"Adversarial pools (pool_size={self.config.meta.pool_size}) work with the methods"
+                f" {', '.join(META_METHODS)} on the default strategy. Received: method="
+                f"{self.config.method!r}, strategy={self.config.strategy!r}"
+            )
+        self.method.adversarial = False
+        return AdversarialPool(self.method.tasks, self.config.meta.pool_size, self.info.image_shape)
+
+    def _replica_step(self, x, y, task_ids):
+        params = [tf.identity(v.value) for v in self.model.trainable_variables]
+        state = [tf.identity(v.value) for v in self.model.non_trainable_variables]
+        result = self.method.step(params, state, x, y, task_ids)
+        replicas = float(self.strategy.num_replicas_in_sync)
+        grads = [g / replicas for g in result.grads]  # the optimizer sums them across replicas
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return result.state, result.loss, tf.linalg.global_norm(result.grads), result.task_losses
+
+    # --- data --------------------------------------------------------------------------------
+
+    def _train_size(self) -> int:
+        size = self.info.splits["train"]
+        return min(size, self.config.train_examples) if self.config.train_examples else size
+
+    def _batches(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+        """Batches from the current data position on, epoch after epoch (same order on resume)."""
+        per_epoch = self.train_size // self.data_batch_size
+        while True:
+            epoch, offset = divmod(int(self.batches_consumed.numpy()), per_epoch)
+            dataset = data.load(
+                self.config.dataset, "train", batch_size=self.data_batch_size, shuffle=True,
+                seed=self.config.seed, epoch=epoch, num_examples=self.config.train_examples,
+                drop_remainder=True,
+            ).skip(offset)
+            yield from self.strategy.experimental_distribute_dataset(dataset)
+
+    # --- checks, summaries, checkpoints ------------------------------------------------------
+
+    def _check_finite(self, metrics: dict) -> float:
+        loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise TrainingDivergedError(
+                f"Training diverged at step {int(self.step.numpy()) + 1}: loss={loss},"
+                f" gradient norm={grad_norm}. Nothing was saved after the last good checkpoint"
+                f" ({self.manager.latest_checkpoint}); lower the learning rate"
+                f" (learning_rate={self.config.learning_rate}) and rerun to resume from it."
+            )
+        return loss
+
+    def _write_summaries(self, writer, step: int, metrics: dict, images_per_second: float) -> None:
+        names = getattr(self.method, "tasks", None)
+        with writer.as_default(step=step):
+            tf.summary.scalar("train/loss", metrics["loss"])
+            tf.summary.scalar("train/grad_norm", metrics["grad_norm"])
+            tf.summary.scalar("train/images_per_second", images_per_second)
+            if names is not None:
+                for task_id, task_loss in zip(metrics["task_ids"].numpy(), metrics["task_losses"].numpy()):
+                    tf.summary.scalar(f"task_loss/{names.names[task_id]}", task_loss)
+
+    def _write_evaluation(self, writer, step: int) -> None:
+        from metaadv_tf.attack_specs import parse_attacks
+        from metaadv_tf.evaluation import evaluate
+
+        x, y = data.load_arrays(self.config.dataset, "test", self.config.eval_examples)
+        report = evaluate(self.model, x, y, parse_attacks(self.config.eval_attacks))
+        with writer.as_default(step=step):
+            tf.summary.scalar("eval/clean_accuracy", report.clean_accuracy)
+            tf.summary.scalar("eval/worst_case_accuracy", report.worst_case_accuracy)
+            for name, accuracy in report.robust_accuracy.items():
+                tf.summary.scalar(f"eval/robust_accuracy/{name}", accuracy)
+
+    def _save(self, interval_start: float) -> None:
+        """Adds the interval's wall time and saves a checkpoint unless this step has one."""
+        self.train_seconds.assign_add(time.time() - interval_start)
+        step, latest = int(self.step.numpy()), self.manager.latest_checkpoint
+        if latest is None or int(latest.rsplit("-", 1)[-1]) != step:
+            self.manager.save(checkpoint_number=step)
+
+    def _checkpoint_dir(self) -> str:
+        """The chief's checkpoints are the run's; other workers save (a collective) to their own."""
+        if self.chief:
+            return os.path.join(self.workdir, "checkpoints")
+        task_id = self.strategy.cluster_resolver.task_id
+        return os.path.join(self.workdir, f".worker-{task_id}", "checkpoints")
+
+    def _finish(self, loss: float) -> TrainResult:
+        step = int(self.step.numpy())
+        weights_path = None
+        if step >= self.total_steps and self.chief:
+            weights_path = os.path.join(self.workdir, "final.weights.h5")
+            atomic_save(weights_path, self.model.save_weights)
+        result = TrainResult(
+            steps=step, images_seen=step * self.config.images_per_step,
+            train_seconds=float(self.train_seconds.numpy()), last_loss=loss,
+            stopped_by_signal=self._signal, weights_path=weights_path,
+        )
+        if self.chief:
+            atomic_write_text(os.path.join(self.workdir, "result.json"),
+                              json.dumps(dataclasses.asdict(result), indent=2))
+        return result
+
+    def _install_signal_handlers(self) -> dict:
+        def handler(signum, frame):
+            del frame
+            self._signal = signum
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def train(config: TrainConfig, workdir: str, progress: bool = True) -> TrainResult:
+    """Trains (or resumes) ``config`` in ``workdir``. Example::
+
+        result = train(TrainConfig(method="mat", steps=100), "runs/cnn_mat")
+    """
+    return Trainer(config, workdir).train(progress=progress)
+
+
+def _make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def _check_workdir_config(workdir: str, config: TrainConfig, write: bool) -> None:
+    """Checks a workdir's ``config.json`` describes the same run; ``write`` (re)writes it."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            saved = TrainConfig.from_json(handle.read())
+        changed = [
+            f"{field.name}: {getattr(saved, field.name)!r} -> {getattr(config, field.name)!r}"
+            for field in dataclasses.fields(TrainConfig)
+            if field.name not in RESUMABLE_CHANGES and getattr(saved, field.name) != getattr(config, field.name)
+        ]
+        if changed:
+            raise ValueError(
+                f"Workdir {workdir!r} holds a run with a different configuration ({'; '.join(changed)})."
+                " Use a new workdir, or the same settings to resume."
+            )
+    if write:
+        atomic_write_text(path, config.to_json())
+

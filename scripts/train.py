@@ -1,0 +1,38 @@
+"""Train a model with any method (standard, pgd_at, fgsm_rs, avg, max, mat, fomaml, reptile).
+
+    python scripts/train.py --method=mat --model=cnn --steps=500 --workdir=runs/cnn_mat
+
+Rerun the same command to resume from the latest checkpoint in --workdir. TensorBoard:
+``tensorboard --logdir runs/cnn_mat/tensorboard``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+
+from metaadv_tf import flag_utils
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and results.", required=True)
+flag_utils.define_train_flags()
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    from metaadv_tf.training import Trainer, TrainingDivergedError
+
+    config = flag_utils.run_or_usage_error(flag_utils.train_config_from_flags)
+    trainer = flag_utils.run_or_usage_error(lambda: Trainer(config, FLAGS.workdir))
+    try:
+        result = trainer.train()
+    except TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.__dict__, indent=2))
+    return 128 + result.stopped_by_signal if result.stopped_by_signal else 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,134 @@
+"""Every method trains in the one loop; runs resume, stop on NaN and refuse conflicting settings."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer, TrainingDivergedError, train
+
+
+def tiny_config(method: str = "mat", **overrides) -> TrainConfig:
+    """A configuration that trains in seconds: a narrow CNN on 256 Fashion-MNIST images."""
+    settings = dict(
+        method=method, model="cnn", model_args={"width": 4}, train_examples=256, steps=3, epochs=None,
+        batch_size=16, train_attacks="fgsm,pgd_linf(steps=2)", checkpoint_every=2, log_every=1,
+        meta=MetaConfig(num_tasks=2, support_size=4, query_size=4),
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def weights_of(trainer: Trainer) -> list[np.ndarray]:
+    return [np.array(v.value) for v in trainer.model.weights]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_checkpoints(method, tmp_path):
+    trainer = Trainer(tiny_config(method), str(tmp_path))
+    before = weights_of(trainer)
+    result = trainer.train(progress=False)
+    assert result.steps == 3 and np.isfinite(result.last_loss)
+    assert result.images_seen == 3 * trainer.config.images_per_step
+    assert any(not np.array_equal(b, a) for b, a in zip(before, weights_of(trainer)))
+    assert trainer.train_step.experimental_get_tracing_count() == 1  # compiled once, no retracing
+    assert os.path.exists(tmp_path / "final.weights.h5")
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index", "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index",
+    ]
+    assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    """standard training is deterministic, so a resumed run must match an uninterrupted one."""
+    whole = Trainer(tiny_config("standard", steps=4), str(tmp_path / "whole"))
+    whole.train(progress=False)
+    Trainer(tiny_config("standard", steps=2), str(tmp_path / "split")).train(progress=False)
+    resumed = Trainer(tiny_config("standard", steps=4), str(tmp_path / "split"))
+    assert resumed.restore() is not None and int(resumed.step.numpy()) == 2
+    assert int(resumed.optimizer.iterations.numpy()) == 2
+    resumed.train(progress=False)
+    assert int(resumed.step.numpy()) == 4 and int(resumed.optimizer.iterations.numpy()) == 4
+    for a, b in zip(weights_of(whole), weights_of(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_meta_run_resumes_step_counter_sampler_and_optimizer_state(tmp_path):
+    Trainer(tiny_config("mat", steps=2), str(tmp_path)).train(progress=False)
+    resumed = Trainer(tiny_config("mat", steps=3), str(tmp_path))
+    resumed.restore()
+    assert int(resumed.step.numpy()) == 2 and int(resumed.optimizer.iterations.numpy()) == 2
+    fresh = Trainer(tiny_config("mat", steps=3), str(tmp_path / "fresh"))
+    fresh.sampler.skip(0)
+    assert not np.array_equal(resumed.sampler.state.numpy(), fresh.sampler.state.numpy())
+    assert resumed.train(progress=False).steps == 3
+
+
+def test_adversarial_pools_train_and_refresh(tmp_path):
+    config = tiny_config("mat", steps=4, meta=MetaConfig(support_size=4, query_size=4, pool_size=16,
+                                                         pool_refresh=2))
+    trainer = Trainer(config, str(tmp_path))
+    result = trainer.train(progress=False)
+    assert result.steps == 4
+    assert int(trainer.batches_consumed.numpy()) == 2  # refreshed at steps 0 and 2
+    pooled = trainer.pool.images.numpy()
+    assert pooled.shape == (2, 16, 28, 28, 1) and not np.allclose(pooled[0], pooled[1])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config("standard", steps=30, learning_rate=1e12, optimizer="sgd", checkpoint_every=1)
+    trainer = Trainer(config, str(tmp_path))
+    with pytest.raises(TrainingDivergedError, match="diverged at step"):
+        trainer.train(progress=False)
+    latest = trainer.manager.latest_checkpoint
+    assert latest is not None and int(latest.rsplit("-", 1)[1]) < 30
+    check = Trainer(config, str(tmp_path))
+    check.restore()
+    assert all(np.isfinite(w).all() for w in weights_of(check))
+
+
+def test_workdir_with_a_different_run_is_refused(tmp_path):
+    Trainer(tiny_config("mat"), str(tmp_path))
+    with pytest.raises(ValueError, match=r"different configuration \(method: 'mat' -> 'avg'\)"):
+        Trainer(tiny_config("avg"), str(tmp_path))
+    Trainer(tiny_config("mat", steps=10), str(tmp_path))  # more steps: a resumption, allowed
+
+
+def test_config_round_trips_through_json():
+    config = tiny_config("reptile", meta=MetaConfig(task_weights=(1.0, 3.0)))
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["meta"]["task_weights"] == [1.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(method="maml"), r"Unknown method 'maml'.*Expected one of: standard, pgd_at"),
+        (dict(strategy="tpu"), r"Unknown strategy 'tpu'.*default, mirrored, multi_worker"),
+        (dict(steps=5, epochs=1.0), r"Give exactly one of steps and epochs"),
+        (dict(steps=0), r"steps must be an integer >= 1. Received: steps=0"),
+        (dict(eps=-0.1), r"eps must be a finite number > 0. Received: eps=-0.1"),
+        (dict(batch_size=0), r"batch_size must be an integer >= 1"),
+    ],
+)
+def test_bad_configs_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(meta=MetaConfig(num_tasks=3)), r"num_tasks=3 is larger than the number of training attacks \(2"),
+        (dict(train_attacks="fgsm,cw_l2"), r"'cw_l2' cannot run inside a compiled training step"),
+        (dict(train_attacks="fgsm,nope"), r"Unknown attack 'nope'"),
+        (dict(method="standard", batch_size=512), r"needs 512 training images but fashion_mnist has 256"),
+        (dict(method="avg", meta=MetaConfig(pool_size=16, support_size=4, query_size=4)),
+         r"pools .* work with the methods mat, fomaml, reptile"),
+    ],
+)
+def test_bad_runs_are_rejected_before_training(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny_config(**overrides), str(tmp_path))
