@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Callable, TypeVar
 
-from absl import app, flags
+from absl import flags
 
 from metaadv_tf.training.config import METHODS, STRATEGIES, MetaConfig, TrainConfig
 
@@ -38,6 +39,14 @@ def define_train_flags() -> None:
     flags.DEFINE_list("task_weights", None, "Sampling weight per training attack (default uniform).")
     flags.DEFINE_integer("pool_size", m.pool_size, "Adversarial examples pooled per task (0 = off).")
     flags.DEFINE_integer("pool_refresh", m.pool_refresh, "Regenerate the pools every R steps.")
+    flags.DEFINE_bool("task_encoding", m.task_encoding, "Condition the model on a task code.")
+    flags.DEFINE_bool("meta_batchnorm", m.meta_batchnorm, "Per-task BatchNorm scale and offset.")
+    flags.DEFINE_bool("meta_dropout", m.meta_dropout, "Per-task learned multiplicative noise.")
+    flags.DEFINE_float("unknown_task_rate", m.unknown_task_rate,
+                       "Probability a task trains the 'unknown task' code (conditioned models).")
+    flags.DEFINE_bool("task_attention", m.task_attention, "Weight the task losses by learned α.")
+    flags.DEFINE_float("attention_learning_rate", m.attention_learning_rate, "Attention's Adam rate.")
+    flags.DEFINE_float("attention_entropy", m.attention_entropy, "Entropy weight λ of attention.")
     flags.DEFINE_string("strategy", d.strategy, f"tf.distribute strategy: {', '.join(STRATEGIES)}.")
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
     flags.DEFINE_integer("checkpoint_every", d.checkpoint_every, "Save a checkpoint every K steps.")
@@ -61,7 +70,11 @@ def train_config_from_flags() -> TrainConfig:
         num_tasks=FLAGS.num_tasks, inner_steps=FLAGS.inner_steps,
         inner_learning_rate=FLAGS.inner_learning_rate, support_size=FLAGS.support_size,
         query_size=FLAGS.query_size, task_weights=weights, pool_size=FLAGS.pool_size,
-        pool_refresh=FLAGS.pool_refresh,
+        pool_refresh=FLAGS.pool_refresh, task_encoding=FLAGS.task_encoding,
+        meta_batchnorm=FLAGS.meta_batchnorm, meta_dropout=FLAGS.meta_dropout,
+        unknown_task_rate=FLAGS.unknown_task_rate, task_attention=FLAGS.task_attention,
+        attention_learning_rate=FLAGS.attention_learning_rate,
+        attention_entropy=FLAGS.attention_entropy,
     )
     return TrainConfig(
         method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,
@@ -75,9 +88,10 @@ def train_config_from_flags() -> TrainConfig:
     )
 
 
-def run_or_usage_error(build: Callable[[], T]) -> T:
-    """Calls ``build``; a ValueError becomes an absl UsageError (one line, exit code 1)."""
+def exit_on_error(run: Callable[[], T]) -> T:
+    """Calls ``run``; a ValueError, OSError or RuntimeError becomes one line 'Error: ...' on
+    stderr and exit code 1 (bad flags and files are the user's to fix, not a traceback)."""
     try:
-        return build()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        return run()
+    except (ValueError, OSError, RuntimeError) as error:
+        sys.exit(f"Error: {error}")

@@ -8,7 +8,6 @@ Rerun the same command to resume from the latest checkpoint in --workdir. Tensor
 from __future__ import annotations
 
 import json
-import sys
 
 from absl import app, flags
 
@@ -21,15 +20,11 @@ flag_utils.define_train_flags()
 
 def main(argv: list[str]) -> int:
     del argv
-    from metaadv_tf.training import Trainer, TrainingDivergedError
+    from metaadv_tf.training import Trainer
 
-    config = flag_utils.run_or_usage_error(flag_utils.train_config_from_flags)
-    trainer = flag_utils.run_or_usage_error(lambda: Trainer(config, FLAGS.workdir))
-    try:
-        result = trainer.train()
-    except TrainingDivergedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = flag_utils.exit_on_error(flag_utils.train_config_from_flags)
+    trainer = flag_utils.exit_on_error(lambda: Trainer(config, FLAGS.workdir))
+    result = flag_utils.exit_on_error(trainer.train)  # TrainingDivergedError is a RuntimeError
     print(json.dumps(result.__dict__, indent=2))
     return 128 + result.stopped_by_signal if result.stopped_by_signal else 0
 

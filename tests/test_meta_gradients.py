@@ -10,11 +10,6 @@ from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.models import SmallCNN
 
 
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx("float32")
 
 
 def _setup(batchnorm: bool, seed: int = 0):
@@ -23,7 +18,8 @@ def _setup(batchnorm: bool, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.uniform(size=(2, 12, 8, 8, 1)))  # 2 tasks x (6 support + 6 query)
     y = tf.constant(rng.integers(0, 3, size=(2, 12)), tf.int32)
-    batch = TaskBatch(x[:, :6], y[:, :6], x[:, 6:], y[:, 6:])
+    ids = tf.constant([0, 1])
+    batch = TaskBatch(ids, ids, x[:, :6], y[:, :6], x[:, 6:], y[:, 6:])
     params = [tf.identity(v.value) for v in model.trainable_variables]
     state = [tf.identity(v.value) for v in model.non_trainable_variables]
     return model, batch, params, state
@@ -32,8 +28,7 @@ def _setup(batchnorm: bool, seed: int = 0):
 def _meta_loss_and_grad(model, batch, params, state, inner: InnerLoop):
     with tf.GradientTape() as tape:
         tape.watch(params)
-        losses, _ = maml_task_losses(model, params, state, None, tf.constant([0, 1]), batch, inner,
-                                     tape, adversarial=False)
+        losses, _ = maml_task_losses(model, params, state, None, batch, inner, tape, adversarial=False)
         loss = tf.reduce_mean(tf.stack(losses))
     return loss, tape.gradient(loss, params)
 
@@ -107,8 +102,8 @@ def test_adapt_first_step_is_plain_sgd():
 def test_reptile_direction_is_mean_of_parameter_differences():
     model, batch, params, state = _setup(batchnorm=False)
     inner = InnerLoop(steps=2, learning_rate=0.1, first_order=True)
-    direction, _, losses = reptile_direction(model, params, state, None, tf.constant([0, 1]), batch,
-                                             inner, adversarial=False)
+    direction, _, losses = reptile_direction(model, params, state, None, batch, inner,
+                                             adversarial=False)
     adapted = []
     for i in range(2):
         x = tf.concat([batch.support_x[i], batch.query_x[i]], 0)

@@ -2,8 +2,8 @@
 
 For each sampled task: the task's attack makes a support batch against θ, ``inner_steps`` SGD
 steps on it give fast weights θ'_i, the attack makes a query batch against θ'_i, and the query loss
-of f_θ'_i is the task's meta-loss. The meta-loss is the (weighted) mean over the task batch and is
-differentiated back to θ through the inner steps by the caller's outer tape.
+of f_θ'_i is the task's meta-loss. The caller combines the task losses (mean, or task attention)
+and differentiates back to θ through the inner steps with its outer tape.
 """
 from __future__ import annotations
 
@@ -28,12 +28,48 @@ class InnerLoop:
 
 @dataclasses.dataclass
 class TaskBatch:
-    """Per-task clean data of one meta-step: tensors shaped [num_tasks, examples, ...]."""
+    """One meta-step's tasks and their clean data (tensors shaped [num_tasks, examples, ...]).
 
+    ``codes`` are the task codes the model is conditioned on (a task's index, or the unknown
+    index ``len(tasks)``); they matter only for task-conditioned models.
+    """
+
+    task_ids: tf.Tensor
+    codes: tf.Tensor
     support_x: tf.Tensor
     support_y: tf.Tensor
     query_x: tf.Tensor
     query_y: tf.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.task_ids.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConditioning:
+    """Where a task-conditioned model keeps its task code in its state, and how many tasks."""
+
+    slot: int
+    num_tasks: int
+
+    def condition(self, state: Sequence[tf.Tensor], code: tf.Tensor) -> Params:
+        """``state`` with the one-hot of ``code`` as the model's current task."""
+        state = list(state)
+        state[self.slot] = tf.one_hot(code, self.num_tasks + 1, dtype=state[self.slot].dtype)
+        return state
+
+    def keep_code(self, state: Sequence[tf.Tensor], original: Sequence[tf.Tensor]) -> Params:
+        """``state`` with the task code of ``original`` (undoing ``condition``)."""
+        state = list(state)
+        state[self.slot] = original[self.slot]
+        return state
+
+
+def per_task_states(state: Sequence[tf.Tensor], conditioning: TaskConditioning | None,
+                    code: tf.Tensor) -> Params:
+    """The state a task's forward passes start from (conditioned on ``code`` when the model is)."""
+    return conditioning.condition(state, code) if conditioning else list(state)
 
 
 def maml_task_losses(
@@ -41,23 +77,25 @@ def maml_task_losses(
     params: Sequence[tf.Tensor],
     state: Sequence[tf.Tensor],
     tasks: TaskDistribution,
-    task_ids: tf.Tensor,
     batch: TaskBatch,
     inner: InnerLoop,
     outer_tape: tf.GradientTape,
     adversarial: bool = True,
+    conditioning: TaskConditioning | None = None,
 ) -> tuple[list[tf.Tensor], Params]:
-    """Query losses of the adapted weights, one per task in ``task_ids``, and the new state.
+    """Query losses of the adapted weights, one per task of ``batch``, and the new state.
 
     ``adversarial=False`` takes the support and query batches as already adversarial (pools).
     Attacks run with the outer tape paused: their outputs are constants to the meta-gradient.
+    The returned state keeps the incoming task code (the model's default stays "unknown").
     """
-    losses = []
-    for i in range(task_ids.shape[0]):
+    losses, original = [], list(state)
+    for i in range(batch.num_tasks):
+        state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
         if adversarial:
             with outer_tape.stop_recording():
-                support_x = tasks.attack(task_ids[i], model_fn(model, params, state), support_x,
+                support_x = tasks.attack(batch.task_ids[i], model_fn(model, params, state), support_x,
                                          batch.support_y[i])
         fast, state, _ = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
@@ -65,8 +103,8 @@ def maml_task_losses(
         )
         if adversarial:
             with outer_tape.stop_recording():
-                query_x = tasks.attack(task_ids[i], model_fn(model, fast, state), query_x,
+                query_x = tasks.attack(batch.task_ids[i], model_fn(model, fast, state), query_x,
                                        batch.query_y[i])
         loss, state = task_loss(model, fast, state, query_x, batch.query_y[i])
         losses.append(loss)
-    return losses, state
+    return losses, conditioning.keep_code(state, original) if conditioning else state

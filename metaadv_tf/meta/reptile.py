@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from metaadv_tf.meta.functional import Params, adapt, model_fn
-from metaadv_tf.meta.maml import InnerLoop, TaskBatch
+from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, per_task_states
 from metaadv_tf.meta.tasks import TaskDistribution
 
 
@@ -20,27 +20,29 @@ def reptile_direction(
     params: Sequence[tf.Tensor],
     state: Sequence[tf.Tensor],
     tasks: TaskDistribution,
-    task_ids: tf.Tensor,
     batch: TaskBatch,
     inner: InnerLoop,
     adversarial: bool = True,
+    conditioning: TaskConditioning | None = None,
 ) -> tuple[Params, Params, list[tf.Tensor]]:
     """Returns (θ − mean_i θ'_i, new state, each task's loss at θ).
 
     Each task adapts on its support and query data together.
     """
     total = [tf.zeros_like(p) for p in params]
-    losses = []
-    for i in range(task_ids.shape[0]):
+    losses, original = [], list(state)
+    for i in range(batch.num_tasks):
+        state = per_task_states(state, conditioning, batch.codes[i])
         x = tf.concat([batch.support_x[i], batch.query_x[i]], axis=0)
         y = tf.concat([batch.support_y[i], batch.query_y[i]], axis=0)
         if adversarial:
-            x = tasks.attack(task_ids[i], model_fn(model, params, state), x, y)
+            x = tasks.attack(batch.task_ids[i], model_fn(model, params, state), x, y)
         fast, state, loss = adapt(
             model, params, state, x, y, steps=inner.steps, learning_rate=inner.learning_rate,
             first_order=True,
         )
         total = [t + f for t, f in zip(total, fast)]
         losses.append(loss)
-    count = float(task_ids.shape[0])
+    state = conditioning.keep_code(state, original) if conditioning else state
+    count = float(batch.num_tasks)
     return [p - t / count for p, t in zip(params, total)], state, losses

@@ -44,12 +44,6 @@ class TaskDistribution:
             )
         for weight in weights:
             check_positive("task weight", weight)
-        for attack in attacks:
-            if not attack.compilable:
-                raise ValueError(
-                    f"Attack {attack.name!r} cannot run inside a compiled training step;"
-                    " use it for evaluation only."
-                )
         self.tasks = [Task(a.name, a, i) for i, a in enumerate(attacks)]
         self.probabilities = np.asarray(weights, np.float64) / np.sum(weights)
 

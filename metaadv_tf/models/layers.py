@@ -55,17 +55,25 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape) -> None:
-        channels = (int(input_shape[-1]),)
-        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.build_statistics(channels)
+
+    def build_statistics(self, channels: int) -> None:
+        """Creates the moving mean and variance (after the affine parameters: weight order)."""
         self.moving_mean = self.add_weight(
-            shape=channels, initializer="zeros", trainable=False, name="moving_mean"
+            shape=(channels,), initializer="zeros", trainable=False, name="moving_mean"
         )
         self.moving_variance = self.add_weight(
-            shape=channels, initializer="ones", trainable=False, name="moving_variance"
+            shape=(channels,), initializer="ones", trainable=False, name="moving_variance"
         )
 
     def call(self, inputs, training: bool = False):
+        return self.normalize(inputs, training) * self.gamma + self.beta
+
+    def normalize(self, inputs, training: bool):
+        """(x - mean) / sqrt(variance + epsilon) with the statistics the policy above picks."""
         if training:
             axes = list(range(len(inputs.shape) - 1))
             mean = ops.mean(inputs, axis=axes)
@@ -78,8 +86,7 @@ class BatchNorm(keras.layers.Layer):
         else:
             mean = ops.cast(self.moving_mean, inputs.dtype)
             variance = ops.cast(self.moving_variance, inputs.dtype)
-        scale = self.gamma * ops.rsqrt(variance + self.epsilon)
-        return (inputs - mean) * scale + self.beta
+        return (inputs - mean) * ops.rsqrt(variance + self.epsilon)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}

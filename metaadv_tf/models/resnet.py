@@ -5,19 +5,16 @@ from typing import Sequence
 
 import keras
 
-from metaadv_tf.models.base import ClassifierModel, conv, head, image_input
-from metaadv_tf.models.layers import BatchNorm
+from metaadv_tf.models.base import ClassifierModel, GraphBuilder
 
 
-def basic_block(x, filters: int, strides: int, batchnorm: bool):
+def basic_block(builder: GraphBuilder, x, filters: int, strides: int):
     """Two 3x3 convolutions with a (projected when the shape changes) identity shortcut."""
     shortcut = x
-    y = keras.layers.ReLU()(conv(x, filters, strides, batchnorm))
-    y = conv(y, filters, 1, batchnorm)
+    y = keras.layers.ReLU()(builder.conv(x, filters, strides))
+    y = builder.conv(y, filters, 1)
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=not batchnorm)(x)
-        if batchnorm:
-            shortcut = BatchNorm()(shortcut)
+        shortcut = builder.conv(x, filters, strides, kernel_size=1)
     return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
 
 
@@ -25,7 +22,8 @@ def basic_block(x, filters: int, strides: int, batchnorm: bool):
 class ResNet18(ClassifierModel):
     """ResNet-18 as in He et al. for CIFAR: a 3x3 stem, no max-pool, four stages of two blocks.
 
-    ``width`` is the first stage's channel count (64 in the paper; tests use 4). Example::
+    ``width`` is the first stage's channel count (64 in the paper; tests use 4). The
+    task-conditioning arguments are described in ``GraphBuilder``. Example::
 
         model = ResNet18(input_shape=(32, 32, 3), num_classes=10)
     """
@@ -39,18 +37,25 @@ class ResNet18(ClassifierModel):
         dropout: float = 0.0,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        num_tasks: int = 0,
+        task_encoding: bool = False,
+        meta_batchnorm: bool = False,
+        meta_dropout: bool = False,
         **kwargs,
     ) -> None:
-        inputs, x = image_input(input_shape, mean, std)
-        x = keras.layers.ReLU()(conv(x, width, 1, batchnorm))
+        builder = GraphBuilder(input_shape, mean, std, batchnorm, num_tasks, task_encoding,
+                               meta_batchnorm, meta_dropout)
+        x = builder.encode_task(builder.conv(builder.stem(), width, 1))
+        x = keras.layers.ReLU()(x)
         for stage, multiplier in enumerate((1, 2, 4, 8)):
             for block in range(2):
                 strides = 2 if stage > 0 and block == 0 else 1
-                x = basic_block(x, width * multiplier, strides, batchnorm)
+                x = basic_block(builder, x, width * multiplier, strides)
         x = keras.layers.GlobalAveragePooling2D()(x)
-        outputs = head(x, num_classes, dropout)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        outputs = builder.head(x, num_classes, dropout)
+        super().__init__(inputs=builder.inputs, outputs=outputs, **kwargs)
         self.store_config(
             input_shape=input_shape, num_classes=num_classes, width=width, batchnorm=batchnorm,
-            dropout=dropout, mean=mean, std=std,
+            dropout=dropout, mean=mean, std=std, num_tasks=num_tasks, task_encoding=task_encoding,
+            meta_batchnorm=meta_batchnorm, meta_dropout=meta_dropout,
         )

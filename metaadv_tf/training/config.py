@@ -22,6 +22,12 @@ class MetaConfig:
     Each meta-step samples ``num_tasks`` distinct training attacks; each task gets
     ``support_size`` + ``query_size`` clean examples. ``pool_size`` > 0 turns on per-task pools
     of adversarial examples regenerated every ``pool_refresh`` steps instead of attacking every step.
+
+    Extensions (each independent): ``task_encoding``, ``meta_batchnorm`` and ``meta_dropout``
+    condition the model on the task (`metaadv_tf.models.task_layers`; a task's forward passes use
+    the "unknown task" code with probability ``unknown_task_rate``); ``task_attention`` weights
+    the task losses by learned α (`metaadv_tf.meta.attention`, entropy weight
+    ``attention_entropy``).
     """
 
     num_tasks: int = 2
@@ -32,11 +38,29 @@ class MetaConfig:
     task_weights: tuple[float, ...] | None = None
     pool_size: int = 0
     pool_refresh: int = 10
+    task_encoding: bool = False
+    meta_batchnorm: bool = False
+    meta_dropout: bool = False
+    unknown_task_rate: float = 0.25
+    task_attention: bool = False
+    attention_learning_rate: float = 0.01
+    attention_entropy: float = 0.1
+
+    @property
+    def conditioned(self) -> bool:
+        """True when the model is task-conditioned (any of the three model extensions)."""
+        return self.task_encoding or self.meta_batchnorm or self.meta_dropout
 
     def __post_init__(self) -> None:
         for name in ("num_tasks", "inner_steps", "support_size", "query_size", "pool_refresh"):
             check_positive_int(name, getattr(self, name))
         check_positive("inner_learning_rate", self.inner_learning_rate)
+        check_positive("attention_learning_rate", self.attention_learning_rate)
+        check_positive("attention_entropy", self.attention_entropy, allow_zero=True)
+        if not 0.0 <= self.unknown_task_rate < 1.0:
+            raise ValueError(
+                f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
+            )
         if self.pool_size:
             check_positive_int("pool_size", self.pool_size)
             if self.pool_size < self.support_size + self.query_size:
@@ -91,6 +115,15 @@ class TrainConfig:
             check_positive("epochs", self.epochs)
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
+        extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", "task_attention")
+                      if getattr(self.meta, name)]
+        if extensions and self.method not in META_METHODS:
+            raise ValueError(
+                f"{', '.join(extensions)} extend the meta methods ({', '.join(META_METHODS)})."
+                f" Received: method={self.method!r}"
+            )
+        if self.meta.task_attention and self.method == "reptile":
+            raise ValueError("task_attention weights the meta-loss, which reptile does not have.")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0 = off). Received: eval_every={self.eval_every}")
 

@@ -68,11 +68,11 @@ class Trainer:
         with self.strategy.scope():
             self.model = build_model(
                 config.model, input_shape=self.info.image_shape, num_classes=self.info.num_classes,
-                **config.model_args,
+                **config.model_args, **_conditioning_args(config),
             )
             self.optimizer = _make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
-        self.method: Method = build_method(self.model, config, self.strategy.num_replicas_in_sync)
+            self.method: Method = build_method(self.model, config, self.strategy.num_replicas_in_sync)
         self.pool = self._make_pool()
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.batches_consumed = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -132,11 +132,10 @@ class Trainer:
         loss = float("nan")
         try:
             started, interval_start, interval_steps = time.time(), time.time(), 0
-            batches = self._batches()
+            batches = self.batches()
             while int(self.step.numpy()) < self.total_steps and self._signal is None:
-                metrics = self._next_step(batches)
+                metrics = self.next_step(batches)
                 loss = self._check_finite(metrics)
-                self.step.assign_add(1)
                 step, interval_steps = int(self.step.numpy()), interval_steps + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -158,21 +157,25 @@ class Trainer:
 
     # --- the compiled step -------------------------------------------------------------------
 
-    def _next_step(self, batches: Iterator) -> dict:
-        """Runs one step on the next data batch, or (pools) on pooled examples."""
+    def next_step(self, batches: Iterator) -> dict:
+        """Runs and counts one step: on the next data batch, or (pools) on pooled examples."""
         if self.pool is None:
+            metrics = self.train_step(*next(batches))
             self.batches_consumed.assign_add(1)
-            return self.train_step(*next(batches))
-        if int(self.step.numpy()) % self.config.meta.pool_refresh == 0:
-            self.batches_consumed.assign_add(1)
-            self._refresh_pool(*next(batches))
-        return self._pool_step()
+        else:
+            if int(self.step.numpy()) % self.config.meta.pool_refresh == 0:
+                self._refresh_pool(*next(batches))
+                self.batches_consumed.assign_add(1)
+            metrics = self._pool_step()
+        self.step.assign_add(1)
+        return metrics
 
-    def _distributed_step(self, x, y, task_ids=None):
+    def _distributed_step(self, x, y, sample=None):
         """One training step on a (distributed) batch: the step compiled as ``train_step``."""
-        if task_ids is None:
-            task_ids = self.method.sample_tasks(self.sampler)
-        state, loss, grad_norm, task_losses = self.strategy.run(self._replica_step, args=(x, y, task_ids))
+        if sample is None:
+            sample = self.method.sample_tasks(self.sampler)
+        state, loss, grad_norm, task_losses, task_weights = self.strategy.run(
+            self._replica_step, args=(x, y, sample))
         for variable, value in zip(self.model.non_trainable_variables, state):
             variable.assign(reduce_state(self.strategy, value))
         mean = tf.distribute.ReduceOp.MEAN
@@ -180,14 +183,15 @@ class Trainer:
             "loss": self.strategy.reduce(mean, loss, axis=None),
             "grad_norm": self.strategy.reduce(mean, grad_norm, axis=None),
             "task_losses": self.strategy.reduce(mean, task_losses, axis=None),
-            "task_ids": task_ids,
+            "task_weights": self.strategy.reduce(mean, task_weights, axis=None),
+            "task_ids": sample["tasks"],
         }
 
     def _distributed_pool_step(self):
-        task_ids = self.method.sample_tasks(self.sampler)
+        sample = self.method.sample_tasks(self.sampler)
         per_task = self.config.meta.support_size + self.config.meta.query_size
-        x, y = self.pool.sample(self.sampler, task_ids, per_task)
-        return self._distributed_step(x, y, task_ids)
+        x, y = self.pool.sample(self.sampler, sample["tasks"], per_task)
+        return self._distributed_step(x, y, sample)
 
     def _refresh_pool_eagerly(self, x, y):
         params = [v.value for v in self.model.trainable_variables]
@@ -206,14 +210,15 @@ class Trainer:
         self.method.adversarial = False
         return AdversarialPool(self.method.tasks, self.config.meta.pool_size, self.info.image_shape)
 
-    def _replica_step(self, x, y, task_ids):
+    def _replica_step(self, x, y, sample):
         params = [tf.identity(v.value) for v in self.model.trainable_variables]
         state = [tf.identity(v.value) for v in self.model.non_trainable_variables]
-        result = self.method.step(params, state, x, y, task_ids)
+        result = self.method.step(params, state, x, y, sample)
         replicas = float(self.strategy.num_replicas_in_sync)
         grads = [g / replicas for g in result.grads]  # the optimizer sums them across replicas
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return result.state, result.loss, tf.linalg.global_norm(result.grads), result.task_losses
+        return (result.state, result.loss, tf.linalg.global_norm(result.grads), result.task_losses,
+                result.task_weights)
 
     # --- data --------------------------------------------------------------------------------
 
@@ -221,7 +226,7 @@ class Trainer:
         size = self.info.splits["train"]
         return min(size, self.config.train_examples) if self.config.train_examples else size
 
-    def _batches(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+    def batches(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
         """Batches from the current data position on, epoch after epoch (same order on resume)."""
         per_epoch = self.train_size // self.data_batch_size
         while True:
@@ -239,7 +244,7 @@ class Trainer:
         loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise TrainingDivergedError(
-                f"Training diverged at step {int(self.step.numpy()) + 1}: loss={loss},"
+                f"Training diverged at step {int(self.step.numpy())}: loss={loss},"
                 f" gradient norm={grad_norm}. Nothing was saved after the last good checkpoint"
                 f" ({self.manager.latest_checkpoint}); lower the learning rate"
                 f" (learning_rate={self.config.learning_rate}) and rerun to resume from it."
@@ -253,8 +258,11 @@ class Trainer:
             tf.summary.scalar("train/grad_norm", metrics["grad_norm"])
             tf.summary.scalar("train/images_per_second", images_per_second)
             if names is not None:
-                for task_id, task_loss in zip(metrics["task_ids"].numpy(), metrics["task_losses"].numpy()):
+                for task_id, task_loss, weight in zip(metrics["task_ids"].numpy(),
+                                                      metrics["task_losses"].numpy(),
+                                                      metrics["task_weights"].numpy()):
                     tf.summary.scalar(f"task_loss/{names.names[task_id]}", task_loss)
+                    tf.summary.scalar(f"task_weight/{names.names[task_id]}", weight)
 
     def _write_evaluation(self, writer, step: int) -> None:
         from metaadv_tf.attack_specs import parse_attacks
@@ -323,6 +331,17 @@ def train(config: TrainConfig, workdir: str, progress: bool = True) -> TrainResu
         result = train(TrainConfig(method="mat", steps=100), "runs/cnn_mat")
     """
     return Trainer(config, workdir).train(progress=progress)
+
+
+def _conditioning_args(config: TrainConfig) -> dict:
+    """Architecture arguments of the task-conditioning extensions (none when they are off)."""
+    meta = config.meta
+    if not meta.conditioned:
+        return {}
+    from metaadv_tf.attack_specs import split_specs
+
+    return {"num_tasks": len(split_specs(config.train_attacks)), "task_encoding": meta.task_encoding,
+            "meta_batchnorm": meta.meta_batchnorm, "meta_dropout": meta.meta_dropout}
 
 
 def _make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:

@@ -23,10 +23,12 @@ import tensorflow as tf
 
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import Attack, get_attack
+from metaadv_tf.meta.attention import TaskAttention
 from metaadv_tf.meta.functional import Params, apply, cross_entropy, dense_gradients, model_fn
-from metaadv_tf.meta.maml import InnerLoop, TaskBatch, maml_task_losses
+from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.meta.tasks import TaskDistribution
+from metaadv_tf.models.task_layers import task_code_slot
 from metaadv_tf.training.config import META_METHODS, TrainConfig
 
 
@@ -38,6 +40,10 @@ class StepResult:
     state: Params
     loss: tf.Tensor
     task_losses: tf.Tensor  # one per sampled task; empty for single-task methods
+    task_weights: tf.Tensor  # each task's weight in the meta-loss (1/N, or attention's α)
+
+
+Sample = dict  # {"tasks": int32 [N], "codes": int32 [N]}: a step's task ids and task codes
 
 
 class Method(abc.ABC):
@@ -52,13 +58,14 @@ class Method(abc.ABC):
         """Tasks sampled per step (0 for methods without task sampling)."""
         return 0
 
-    def sample_tasks(self, generator: tf.random.Generator) -> tf.Tensor:
-        """Task ids for one step, drawn in cross-replica context so every replica agrees."""
+    def sample_tasks(self, generator: tf.random.Generator) -> Sample:
+        """Tasks for one step, drawn in cross-replica context so every replica agrees."""
         del generator
-        return tf.zeros([0], tf.int32)
+        empty = tf.zeros([0], tf.int32)
+        return {"tasks": empty, "codes": empty}
 
     @abc.abstractmethod
-    def step(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, task_ids: tf.Tensor
+    def step(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, sample: Sample
              ) -> StepResult:
         """Gradients, new state and loss for the batch (x, y)."""
 
@@ -66,17 +73,17 @@ class Method(abc.ABC):
 class LossMethod(Method):
     """A method whose gradient is the gradient of a loss (all but Reptile)."""
 
-    def step(self, params, state, x, y, task_ids):
+    def step(self, params, state, x, y, sample):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            loss, state, task_losses = self.loss(params, state, x, y, task_ids, tape)
+            loss, state, task_losses, task_weights = self.loss(params, state, x, y, sample, tape)
         grads = dense_gradients(tape.gradient(loss, params), params)
-        return StepResult(grads, state, loss, task_losses)
+        return StepResult(grads, state, loss, task_losses, task_weights)
 
     @abc.abstractmethod
-    def loss(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, task_ids: tf.Tensor,
-             tape: tf.GradientTape) -> tuple[tf.Tensor, Params, tf.Tensor]:
-        """(loss, new state, per-task losses) recorded on ``tape``."""
+    def loss(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, sample: Sample,
+             tape: tf.GradientTape) -> tuple[tf.Tensor, Params, tf.Tensor, tf.Tensor]:
+        """(loss, new state, per-task losses, per-task weights) recorded on ``tape``."""
 
 
 class AttackMethod(LossMethod):
@@ -88,14 +95,14 @@ class AttackMethod(LossMethod):
         self.attacks = list(attacks)
         self.reduce = reduce
 
-    def loss(self, params, state, x, y, task_ids, tape):
+    def loss(self, params, state, x, y, sample, tape):
         with tape.stop_recording():
             inputs = [attack(model_fn(self.model, params, state), x, y) for attack in self.attacks] or [x]
         # one forward pass over all attacks' examples: one set of batch statistics, one state update
         logits, state = apply(self.model, params, state, tf.concat(inputs, 0), training=True)
         per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(inputs)])), [len(inputs), -1])
         reduced = tf.reduce_max(per_example, 0) if self.reduce == "max" else tf.reduce_mean(per_example, 0)
-        return tf.reduce_mean(reduced), state, tf.zeros([0])
+        return tf.reduce_mean(reduced), state, tf.zeros([0]), tf.zeros([0])
 
 
 class MetaMethod(Method):
@@ -116,44 +123,70 @@ class MetaMethod(Method):
         self.query = meta.query_size // num_replicas
         self.inner = InnerLoop(meta.inner_steps, meta.inner_learning_rate, config.method == "fomaml")
         self.adversarial = True  # False when batches come from adversarial pools
+        slot = task_code_slot(model)
+        self.conditioning = TaskConditioning(slot, len(tasks)) if slot is not None else None
 
     @property
     def num_sampled_tasks(self) -> int:
         return self.config.meta.num_tasks
 
     def sample_tasks(self, generator):
-        return self.tasks.sample(generator, self.config.meta.num_tasks)
+        tasks = self.tasks.sample(generator, self.config.meta.num_tasks)
+        unknown = generator.uniform(tasks.shape) < self.config.meta.unknown_task_rate
+        codes = tf.where(unknown, len(self.tasks), tasks) if self.conditioning else tasks
+        return {"tasks": tasks, "codes": codes}
 
-    def split(self, x: tf.Tensor, y: tf.Tensor) -> TaskBatch:
+    def split(self, x: tf.Tensor, y: tf.Tensor, sample: Sample) -> TaskBatch:
         """Splits a batch of num_tasks x (support + query) examples into per-task support/query."""
         per_task = self.support + self.query
         x = tf.reshape(x, [self.num_sampled_tasks, per_task, *x.shape[1:]])
         y = tf.reshape(y, [self.num_sampled_tasks, per_task])
-        return TaskBatch(x[:, : self.support], y[:, : self.support], x[:, self.support:], y[:, self.support:])
+        return TaskBatch(sample["tasks"], sample["codes"], x[:, : self.support], y[:, : self.support],
+                         x[:, self.support:], y[:, self.support:])
 
 
 class MamlMethod(MetaMethod, LossMethod):
-    """MAML (``mat``, second order) and FOMAML: the mean query loss over the task batch."""
+    """MAML (``mat``, second order) and FOMAML: the mean, or attention-weighted, query loss."""
 
-    def loss(self, params, state, x, y, task_ids, tape):
+    def __init__(self, model: keras.Model, config: TrainConfig, tasks: TaskDistribution,
+                 num_replicas: int = 1) -> None:
+        super().__init__(model, config, tasks, num_replicas)
+        meta = config.meta
+        self.attention = TaskAttention(
+            len(tasks), learning_rate=meta.attention_learning_rate,
+            entropy_weight=meta.attention_entropy, num_replicas=num_replicas,
+        ) if meta.task_attention else None
+
+    def step(self, params, state, x, y, sample):
+        result = super().step(params, state, x, y, sample)
+        if self.attention:
+            self.attention.update(sample["tasks"], result.task_losses)
+        return result
+
+    def loss(self, params, state, x, y, sample, tape):
         losses, state = maml_task_losses(
-            self.model, params, state, self.tasks, task_ids, self.split(x, y), self.inner, tape,
-            self.adversarial,
+            self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
+            self.adversarial, self.conditioning,
         )
         task_losses = tf.stack(losses)
-        return tf.reduce_mean(task_losses), state, task_losses
+        if self.attention:
+            weights = tf.stop_gradient(self.attention.weights(sample["tasks"]))
+        else:
+            weights = tf.fill([self.num_sampled_tasks], 1.0 / self.num_sampled_tasks)
+        return tf.reduce_sum(weights * task_losses), state, task_losses, weights
 
 
 class ReptileMethod(MetaMethod):
     """Reptile: the pseudo-gradient θ − mean_i θ'_i."""
 
-    def step(self, params, state, x, y, task_ids):
+    def step(self, params, state, x, y, sample):
         direction, state, losses = reptile_direction(
-            self.model, params, state, self.tasks, task_ids, self.split(x, y), self.inner,
-            self.adversarial,
+            self.model, params, state, self.tasks, self.split(x, y, sample), self.inner,
+            self.adversarial, self.conditioning,
         )
         task_losses = tf.stack(losses)
-        return StepResult(direction, state, tf.reduce_mean(task_losses), task_losses)
+        weights = tf.fill([self.num_sampled_tasks], 1.0 / self.num_sampled_tasks)
+        return StepResult(direction, state, tf.reduce_mean(task_losses), task_losses, weights)
 
 
 def build_method(model: keras.Model, config: TrainConfig, num_replicas: int = 1) -> Method:

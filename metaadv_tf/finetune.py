@@ -1,0 +1,73 @@
+"""Few-shot adversarial fine-tuning: adapt a trained model to new attacks from a few examples.
+
+Example::
+
+    tuned = finetune(load_model("resnet18_mat"), parse_attacks("mim,pgd_l2"), x, y, steps=50)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from metaadv_tf.attacks import Attack
+from metaadv_tf.evaluation import check_labels
+from metaadv_tf.validation import check_images, check_positive, check_positive_int
+
+
+def finetune(
+    model: keras.Model,
+    attacks: Sequence[Attack],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    steps: int,
+    learning_rate: float = 1e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> keras.Model:
+    """A copy of ``model`` adversarially trained on images ``x`` (float32 in [0, 1]), labels ``y``.
+
+    Each step draws min(``batch_size``, len(x)) examples without replacement, attacks them with
+    every attack against the current weights, and takes one Adam step on the cross-entropy
+    averaged over the attacks. BatchNorm and Dropout stay in inference mode, so a few examples
+    cannot overwrite the moving statistics learned on the full training set. ``model`` itself
+    is not changed.
+    """
+    if not attacks:
+        raise ValueError("finetune needs at least one attack. Received: attacks=[]")
+    x = check_images(x, model.input_shape[1:])
+    y = check_labels(y, len(x), num_classes=model.output_shape[-1])
+    steps = check_positive_int("steps", steps)
+    size = min(check_positive_int("batch_size", batch_size), len(x))
+    tuned = type(model).from_config(model.get_config())  # the same class, e.g. ResNet18
+    tuned.set_weights(model.get_weights())
+    optimizer = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
+    optimizer.build(tuned.trainable_variables)
+    step = _train_step(tuned, optimizer, attacks)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        batch = rng.choice(len(x), size, replace=False)
+        step(tf.constant(x[batch]), tf.constant(y[batch]))
+    return tuned
+
+
+def _train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, attacks: Sequence[Attack]):
+    """One compiled adversarial training step on a batch (every attack runs in tf.function)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        return model(images, training=False)
+
+    @tf.function
+    def step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        adversarial = [attack(forward, images, labels) for attack in attacks]
+        with tf.GradientTape() as tape:
+            loss = tf.add_n([loss_fn(labels, forward(batch)) for batch in adversarial]) / len(adversarial)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return step

@@ -1,0 +1,568 @@
+"""The model zoo: model cards as data, ``load_model`` with sha256 checks, and publishing.
+
+An entry is two files in the zoo directory (``zoo/`` in the checkout, or ``$METAADV_ZOO_DIR``):
+``<name>.json``, a `ModelCard`, and ``<name>.weights.h5``. Scanning that directory is the one
+place entries are registered; nothing in the code names a model. Example::
+
+    from metaadv_tf import list_models, get_card, load_model
+    list_models(dataset="fashion_mnist", method="mat")   # ['resnet18_mat', ...]
+    card = get_card("resnet18_mat")                        # provenance, protocol, metrics
+    model = load_model("resnet18_mat")                     # checked against card.sha256
+
+Weights are checked before Keras sees them: a missing file, a Git LFS pointer, or any other
+sha256 mismatch (corruption, truncation) raises a clear error. Weights may be stored as float16;
+Keras casts each stored array to its float32 variable when it assigns it, so loading them needs
+nothing special. ``publish`` (``scripts/publish_model.py``) turns a finished training run into an
+entry, and every metric in a card is reproduced by ``scripts/evaluate.py --model=NAME``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import tempfile
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.registry import Registry, check_choice, unknown_name_message
+
+if TYPE_CHECKING:
+    import keras
+
+    from metaadv_tf.evaluation import EvaluationReport
+    from metaadv_tf.training import TrainConfig
+
+ZOO_DIR_ENV = "METAADV_ZOO_DIR"
+DEFAULT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+
+# The standard evaluation protocol: attacks seen in MAT training and attacks it never saw.
+STANDARD_ATTACKS = "fgsm,pgd_linf(steps=20),bim,mim,pgd_l2,cw_l2,spsa"
+STANDARD_GROUPS = {"seen": ["fgsm", "pgd_linf", "bim"], "unseen": ["mim", "pgd_l2", "cw_l2", "spsa"]}
+
+WEIGHTS_DTYPES = ("float16", "float32")
+MAX_WEIGHTS_BYTES = 50 * 1024**2
+FLOAT16_LOGIT_TOLERANCE = 1e-3  # float16 weights are kept only if no logit moves more than this
+GOLDEN_EXAMPLES = 4
+GOLDEN_DECIMALS = 6
+GOLDEN_ATOL = 1e-3
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_NORM_LABELS = {"inf": "Linf", 2: "L2"}
+_NOT_ARCHITECTURE_ARGS = ("name", "trainable", "input_shape", "num_classes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a zoo entry is, how it was made, and what it measured.
+
+    ``evaluation`` is the protocol behind ``metrics`` (attack specs, seen/unseen ``groups``,
+    ``split``, ``num_examples``, ``batch_size``, ``seed``); ``metrics`` holds ``clean_accuracy``,
+    ``robust_accuracy`` (per attack), ``worst_case_accuracy`` and ``worst_case_by_group``.
+    ``golden`` stores the logits of the first ``num_examples`` images of ``split``.
+    """
+
+    name: str
+    architecture: str
+    architecture_args: dict[str, Any]
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    threat_model: str
+    eps: float
+    method: str
+    train_config: dict[str, Any]
+    train_command: str
+    train_seconds: float
+    train_steps: int
+    images_seen: int
+    weights: str
+    sha256: str
+    weights_dtype: str
+    evaluation: dict[str, Any]
+    metrics: dict[str, Any]
+    golden: dict[str, Any]
+    notes: str
+
+    @classmethod
+    def from_file(cls, path: str) -> "ModelCard":
+        """Reads and checks a card: valid JSON with exactly the card's fields, named like its file."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Model card {path} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"Model card {path} must hold a JSON object. Received: {type(values).__name__}")
+        expected = [field.name for field in dataclasses.fields(cls)]
+        missing = [name for name in expected if name not in values]
+        extra = sorted(set(values) - set(expected))
+        if missing or extra:
+            problems = [f"missing field {name!r}" for name in missing]
+            problems += [f"unknown field {name!r}" for name in extra]
+            raise ValueError(
+                f"Model card {path}: {'; '.join(problems)}. A card has exactly the fields"
+                f" {', '.join(expected)}."
+            )
+        stem = os.path.basename(path).removesuffix(".json")
+        if values["name"] != stem:
+            raise ValueError(f"Model card {path}: field 'name' is {values['name']!r}, expected {stem!r}.")
+        check_choice(f"weights_dtype in {path}", values["weights_dtype"], list(WEIGHTS_DTYPES))
+        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+
+    def build(self) -> "keras.Model":
+        """A fresh (untrained) model of the card's architecture; ``load_model`` adds the weights."""
+        return build_architecture(
+            self.architecture, self.input_shape, self.num_classes, self.architecture_args
+        )
+
+    def to_json(self) -> str:
+        """The card as JSON text, as stored in ``zoo/<name>.json``."""
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+
+# --- the registry --------------------------------------------------------------------------
+
+
+def zoo_dir(directory: str | None = None) -> str:
+    """The zoo directory: ``directory``, else ``$METAADV_ZOO_DIR``, else ``zoo/`` of the checkout."""
+    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or DEFAULT_ZOO_DIR)
+
+
+@functools.cache
+def _scan(directory: str) -> Registry[ModelCard]:
+    """Registers every ``*.json`` card of ``directory`` (cached per directory)."""
+    registry: Registry[ModelCard] = Registry("zoo model")
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        card = ModelCard.from_file(path)
+        registry.register(card.name, card)
+    return registry
+
+
+def clear_cache() -> None:
+    """Forgets scanned zoo directories, so cards written since are seen."""
+    _scan.cache_clear()
+
+
+def list_models(
+    dataset: str | None = None,
+    method: str | None = None,
+    architecture: str | None = None,
+    *,
+    directory: str | None = None,
+) -> list[str]:
+    """Names of the zoo's models, sorted, optionally filtered. Example::
+
+        list_models(dataset="fashion_mnist", architecture="resnet18")
+    """
+    wanted = {"dataset": dataset, "method": method, "architecture": architecture}
+    registry = _scan(zoo_dir(directory))
+    return [
+        name for name in registry.names()
+        if all(value is None or getattr(registry.get(name), key) == value for key, value in wanted.items())
+    ]
+
+
+def get_card(name: str, *, directory: str | None = None) -> ModelCard:
+    """The `ModelCard` of zoo model ``name``; unknown names raise ValueError with close matches.
+
+    Example: ``get_card("resnet18_mat").metrics["worst_case_accuracy"]``.
+    """
+    directory = zoo_dir(directory)
+    registry = _scan(directory)
+    if name not in registry:
+        raise ValueError(_unknown_model_message(name, directory))
+    return registry.get(name)
+
+
+def load_model(name: str, *, pretrained: bool = True, directory: str | None = None) -> "keras.Model":
+    """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256.
+
+    Example::
+
+        model = load_model("resnet18_mat")
+        logits = model(images, training=False)  # images float32 [batch, H, W, C] in [0, 1]
+    """
+    card = get_card(name, directory=directory)
+    model = card.build()
+    if pretrained:
+        path = weights_path(card, directory)
+        verify_weights(path, card.sha256)
+        model.load_weights(path)  # Keras casts float16 arrays to the float32 variables exactly
+    return model
+
+
+def resolve_model(spec: str, *, directory: str | None = None) -> "keras.Model":
+    """Loads the model ``spec`` names: a zoo model name, or a path to a ``.keras`` file."""
+    import keras
+
+    import metaadv_tf.models  # noqa: F401  (registers the architectures for .keras loading)
+
+    if spec in list_models(directory=directory):
+        return load_model(spec, directory=directory)
+    if os.path.isfile(spec):
+        return keras.saving.load_model(spec)
+    if os.sep in spec or spec.endswith(".keras"):
+        raise ValueError(f"Found no model file at {spec!r}; pass a .keras file or a zoo model name.")
+    raise ValueError(_unknown_model_message(spec, zoo_dir(directory)))
+
+
+def _unknown_model_message(name: str, directory: str) -> str:
+    """The unknown-name error (close matches, every name) plus where the cards were read from."""
+    return (
+        unknown_name_message("zoo model", name, _scan(directory).names())
+        + f" Cards are read from {directory} (set ${ZOO_DIR_ENV} to use another directory)."
+    )
+
+
+# --- weights files -------------------------------------------------------------------------
+
+
+def weights_path(card: ModelCard, directory: str | None = None) -> str:
+    """Where ``card``'s weights file lives."""
+    return os.path.join(zoo_dir(directory), card.weights)
+
+
+def sha256_file(path: str) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str, sha256: str) -> None:
+    """Raises unless ``path`` exists and hashes to ``sha256`` (names Git LFS pointers as such)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Weights file {path} is missing. Restore it (e.g. `git lfs pull` or `git checkout --"
+            f" {path}`) or publish the model again."
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(len(LFS_POINTER_PREFIX))
+    if head == LFS_POINTER_PREFIX:
+        raise ValueError(
+            f"Weights file {path} is a Git LFS pointer, not the weights: Git LFS did not download"
+            " it. Run `git lfs install && git lfs pull` in the checkout, then load again."
+        )
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ValueError(
+            f"Weights file {path} is corrupted or truncated ({os.path.getsize(path)} bytes): its"
+            f" sha256 is {actual} but the model card expects {sha256}. It was not loaded; restore"
+            " the file or publish the model again."
+        )
+
+
+def save_weights(model: "keras.Model", path: str, dtype: str = "float32") -> None:
+    """Writes ``model``'s weights to a ``.weights.h5`` file atomically, float32 arrays as ``dtype``.
+
+    Raises ValueError (and leaves ``path`` untouched) if the file would reach ``MAX_WEIGHTS_BYTES``.
+    Example: ``save_weights(model, "zoo/cnn_mat.weights.h5", "float16")``.
+    """
+    check_choice("weights dtype", dtype, list(WEIGHTS_DTYPES))
+
+    def save(temporary: str) -> None:
+        if dtype == "float32":
+            model.save_weights(temporary)
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                full = os.path.join(scratch, "full.weights.h5")
+                model.save_weights(full)
+                _copy_h5(full, temporary, np.dtype(dtype))
+        size = os.path.getsize(temporary)
+        if size >= MAX_WEIGHTS_BYTES:
+            raise ValueError(
+                f"Weights for {path} take {size / 1024**2:.1f} MiB as {dtype}; zoo files must stay"
+                f" under {MAX_WEIGHTS_BYTES // 1024**2} MiB."
+            )
+
+    atomic_save(path, save)
+
+
+def _copy_h5(source: str, target: str, float_dtype: np.dtype) -> None:
+    """Copies an HDF5 file's groups, datasets and attributes, storing float32 datasets as ``float_dtype``."""
+    import h5py
+
+    with h5py.File(source, "r") as reader, h5py.File(target, "w") as writer:
+        writer.attrs.update(reader.attrs)
+
+        def copy(name: str, item: Any) -> None:
+            if isinstance(item, h5py.Dataset):
+                values = item[()]
+                if values.dtype == np.float32:
+                    values = values.astype(float_dtype)
+                created = writer.create_dataset(name, data=values)
+            else:
+                created = writer.require_group(name)
+            created.attrs.update(item.attrs)
+
+        reader.visititems(copy)
+
+
+def build_architecture(
+    architecture: str, input_shape: Sequence[int], num_classes: int, arguments: Mapping[str, Any]
+) -> "keras.Model":
+    """A fresh model of ``architecture`` for images of ``input_shape`` and ``num_classes`` classes."""
+    from metaadv_tf.models import build_model
+
+    return build_model(architecture, input_shape=tuple(input_shape), num_classes=num_classes, **arguments)
+
+
+# --- evaluation protocol and golden outputs -----------------------------------------------
+
+
+def evaluation_protocol(
+    attacks: str | Sequence[str] = STANDARD_ATTACKS,
+    num_examples: int = 1000,
+    *,
+    groups: Mapping[str, Sequence[str]] = STANDARD_GROUPS,
+    split: str = "test",
+    batch_size: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A card's ``evaluation``: attack specs with every setting written out, and ``groups`` cut
+    down to the attacks present (empty groups dropped). Example::
+
+        evaluation_protocol("fgsm,mim", 200)["groups"]  # {'seen': ['fgsm'], 'unseen': ['mim']}
+    """
+    from metaadv_tf.attack_specs import format_attack, parse_attacks
+
+    parsed = parse_attacks(attacks)
+    names = {attack.name for attack in parsed}
+    kept = {group: [a for a in members if a in names] for group, members in groups.items()}
+    return {
+        "attacks": [format_attack(attack) for attack in parsed],
+        "groups": {group: members for group, members in kept.items() if members},
+        "split": split,
+        "num_examples": num_examples,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+
+
+def evaluate_protocol(
+    model: "keras.Model",
+    dataset: str,
+    protocol: Mapping[str, Any],
+    *,
+    data_dir: str | None = None,
+    progress: bool = False,
+) -> "EvaluationReport":
+    """Runs ``protocol`` on the first ``num_examples`` images of ``dataset``, attacks seeded.
+
+    The one code path behind a card's metrics and ``scripts/evaluate.py``, so they agree.
+    """
+    import keras
+
+    from metaadv_tf import data
+    from metaadv_tf.attack_specs import parse_attacks
+    from metaadv_tf.evaluation import evaluate
+
+    x, y = data.load_arrays(dataset, protocol["split"], protocol["num_examples"], data_dir)
+    keras.utils.set_random_seed(protocol["seed"])
+    return evaluate(
+        model, x, y, parse_attacks(protocol["attacks"]), groups=protocol["groups"] or None,
+        batch_size=protocol["batch_size"], progress=progress,
+    )
+
+
+def report_metrics(report: "EvaluationReport") -> dict[str, Any]:
+    """The accuracies of an evaluation report, as stored in a card's ``metrics``."""
+    keys = ("clean_accuracy", "robust_accuracy", "worst_case_accuracy", "worst_case_by_group")
+    return {key: report.to_dict()[key] for key in keys}
+
+
+def golden_logits(model: "keras.Model", dataset: str, *, data_dir: str | None = None) -> dict[str, Any]:
+    """The logits of the first ``GOLDEN_EXAMPLES`` test images, rounded, as a card's ``golden``."""
+    from metaadv_tf import data
+
+    x, _ = data.load_arrays(dataset, "test", GOLDEN_EXAMPLES, data_dir)
+    logits = np.asarray(model(x, training=False), dtype=np.float64).round(GOLDEN_DECIMALS)
+    return {"split": "test", "num_examples": GOLDEN_EXAMPLES, "logits": logits.tolist(), "atol": GOLDEN_ATOL}
+
+
+def verify_golden(model: "keras.Model", card: ModelCard, *, data_dir: str | None = None) -> float:
+    """Checks ``model`` reproduces ``card.golden``; returns the largest logit difference.
+
+    Catches weights loaded into a changed architecture, which ``.weights.h5`` allows silently
+    when the shapes agree. Example: ``verify_golden(load_model(name), get_card(name))``.
+    """
+    from metaadv_tf import data
+
+    golden = card.golden
+    x, _ = data.load_arrays(card.dataset, golden["split"], golden["num_examples"], data_dir)
+    difference = float(np.max(np.abs(np.asarray(model(x, training=False)) - np.asarray(golden["logits"]))))
+    if not difference <= golden["atol"]:
+        raise ValueError(
+            f"Zoo model {card.name!r} does not reproduce its golden logits: max difference"
+            f" {difference:.3g} > atol {golden['atol']}. Its architecture or weights changed."
+        )
+    return difference
+
+
+# --- publishing ----------------------------------------------------------------------------
+
+
+def publish(
+    workdir: str,
+    name: str,
+    *,
+    attacks: str | Sequence[str] = STANDARD_ATTACKS,
+    num_examples: int = 1000,
+    float16: bool = True,
+    notes: str = "",
+    threat_model: tuple[str, float] | None = None,
+    overwrite: bool = False,
+    directory: str | None = None,
+    data_dir: str | None = None,
+    progress: bool = False,
+) -> ModelCard:
+    """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
+
+    Writes ``<name>.weights.h5`` (float16 when ``float16`` and no logit of the evaluation images
+    moves more than ``FLOAT16_LOGIT_TOLERANCE``, else float32), evaluates the stored weights with
+    ``evaluation_protocol(attacks, num_examples)``, then writes ``<name>.json``. ``threat_model``
+    (e.g. ``("Linf", 0.1)``) overrides the one derived from the run's training attacks. Example::
+
+        publish("runs/resnet18_mat", "resnet18_mat")
+    """
+    from metaadv_tf import data
+
+    if not _NAME.match(name):
+        raise ValueError(
+            f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
+        )
+    directory = zoo_dir(directory)
+    card_path = os.path.join(directory, f"{name}.json")
+    if os.path.exists(card_path) and not overwrite:
+        raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
+    config, result, final_weights = read_run(workdir)
+    threat, eps = threat_model or training_threat_model(config)
+    protocol = evaluation_protocol(attacks, num_examples)
+    info = data.get_info(config.dataset)
+    trained = build_architecture(
+        config.model, info.image_shape, info.num_classes, run_architecture_args(config)
+    )
+    trained.load_weights(final_weights)
+    # every constructor argument, defaults included, so later default changes cannot alter the model
+    arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
+    build = functools.partial(build_architecture, config.model, info.image_shape, info.num_classes, arguments)
+    x, _ = data.load_arrays(config.dataset, protocol["split"], num_examples, data_dir)
+    weights_file = os.path.join(directory, f"{name}.weights.h5")
+    published, dtype = _store_weights(trained, build, weights_file, float16, x)
+    report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir, progress=progress)
+    card = ModelCard(
+        name=name, architecture=config.model, architecture_args=arguments,
+        dataset=config.dataset, input_shape=tuple(info.image_shape), num_classes=info.num_classes,
+        threat_model=threat, eps=float(eps), method=config.method,
+        train_config=json.loads(config.to_json()), train_command=train_command(config, workdir),
+        train_seconds=float(result["train_seconds"]), train_steps=int(result["steps"]),
+        images_seen=int(result["images_seen"]), weights=os.path.basename(weights_file),
+        sha256=sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
+        metrics=report_metrics(report), golden=golden_logits(published, config.dataset, data_dir=data_dir),
+        notes=notes,
+    )
+    atomic_write_text(card_path, card.to_json())
+    clear_cache()
+    return card
+
+
+def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
+    """(config, result.json values, final weights path) of a finished run; raises if unfinished."""
+    from metaadv_tf.training import TrainConfig
+
+    paths = {name: os.path.join(workdir, name) for name in ("config.json", "result.json", "final.weights.h5")}
+    missing = [path for path in paths.values() if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"{workdir} is not a finished training run: {', '.join(missing)} missing. Finish the run"
+            " (rerun its train command to resume) before publishing it."
+        )
+    with open(paths["config.json"], encoding="utf-8") as handle:
+        config = TrainConfig.from_json(handle.read())
+    with open(paths["result.json"], encoding="utf-8") as handle:
+        result = json.load(handle)
+    return config, result, paths["final.weights.h5"]
+
+
+def run_architecture_args(config: "TrainConfig") -> dict[str, Any]:
+    """The architecture arguments a run's Trainer built its model with (task conditioning included)."""
+    from metaadv_tf.training.loop import _conditioning_args  # the Trainer's own rule, not a copy
+
+    return {**config.model_args, **_conditioning_args(config)}
+
+
+def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
+    """("Linf" or "L2", eps) of the attacks a run trained on; ("none", 0.0) for standard training.
+
+    Raises ValueError when the training attacks mix norms or radii: name the threat model then.
+    """
+    from metaadv_tf.attack_specs import parse_attacks
+
+    if config.method == "standard":
+        return "none", 0.0
+    if config.method in ("pgd_at", "fgsm_rs"):
+        return "Linf", config.eps
+    found = {(_NORM_LABELS[a.settings["norm"]], a.eps) for a in parse_attacks(config.train_attacks)}
+    if len(found) != 1:
+        raise ValueError(
+            f"The training attacks {config.train_attacks!r} mix threat models {sorted(found)};"
+            " give the card's threat model and eps explicitly."
+        )
+    return found.pop()
+
+
+def train_command(config: "TrainConfig", workdir: str) -> str:
+    """The ``scripts/train.py`` command line that reruns ``config`` exactly, every flag written out.
+
+    Flags are named like the TrainConfig and MetaConfig fields (see ``flag_utils``).
+    Example: ``python scripts/train.py --batch_size=128 ... --workdir=runs/cnn_mat``.
+    """
+    values = {**dataclasses.asdict(config), **dataclasses.asdict(config.meta), "workdir": workdir}
+    del values["meta"]
+    arguments = [_flag(name, value) for name, value in values.items() if value is not None]
+    return " ".join(["python", "scripts/train.py", *(shlex.quote(a) for a in arguments)])
+
+
+def _flag(name: str, value: Any) -> str:
+    """One absl flag: booleans as --name/--noname, dicts as JSON, sequences comma-separated."""
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(map(repr, value))
+    return f"--{name}={value}"
+
+
+def _store_weights(
+    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, float16: bool, x: np.ndarray
+) -> tuple["keras.Model", str]:
+    """Stores float16 weights if they move no logit on ``x`` by more than ``FLOAT16_LOGIT_TOLERANCE``
+    (and ``float16``), else float32; returns the model loaded from the file and the dtype."""
+    if float16:
+        stored, change = _store(model, build, path, "float16", x)
+        if change <= FLOAT16_LOGIT_TOLERANCE:
+            return stored, "float16"
+    stored, _ = _store(model, build, path, "float32", x)
+    return stored, "float32"
+
+
+def _store(
+    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, dtype: str, x: np.ndarray
+) -> tuple["keras.Model", float]:
+    """Saves ``model``'s weights as ``dtype`` and loads them into ``build()`` as ``load_model``
+    does; returns that model and the largest logit change the round trip caused on ``x``."""
+    save_weights(model, path, dtype)
+    stored = build()
+    stored.load_weights(path)
+    before, after = (m.predict(x, batch_size=100, verbose=0) for m in (model, stored))
+    return stored, float(np.max(np.abs(before - after)))

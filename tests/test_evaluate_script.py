@@ -1,0 +1,60 @@
+"""scripts/evaluate.py end to end, in a subprocess, on a tiny SmallCNN and 20 test images."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metaadv_tf.models import SmallCNN
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "cnn.keras"
+    SmallCNN(input_shape=(28, 28, 1), num_classes=10, width=4).save(path)
+    return str(path)
+
+
+def run_script(*flags: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_evaluates_and_writes_json_and_markdown(model_path, tmp_path):
+    output = tmp_path / "report.json"
+    result = run_script(
+        f"--model={model_path}", "--attacks=fgsm", "--num_examples=20", "--batch_size=10",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    assert report["num_examples"] == 20
+    assert set(report["robust_accuracy"]) == {"fgsm"}
+    assert 0.0 <= report["worst_case_accuracy"] <= report["robust_accuracy"]["fgsm"]
+    assert report["worst_case_accuracy"] <= report["clean_accuracy"]
+    assert report["metadata"]["dataset"] == "fashion_mnist"
+    table = (tmp_path / "report.md").read_text()
+    assert "| fgsm |" in table and "| clean |" in table
+    assert table.strip() in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--attacks=fgsm,pgd_linff", "Unknown attack 'pgd_linff'"),
+        ("--model=/nonexistent/model.keras", "no model file at '/nonexistent/model.keras'"),
+    ],
+)
+def test_bad_flag_exits_1_with_one_line(model_path, flag, message):
+    result = run_script(f"--model={model_path}", "--num_examples=20", flag)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,79 @@
+"""Few-shot adversarial fine-tuning: the library function, and scripts/finetune.py end to end."""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from metaadv_tf import data, zoo
+from metaadv_tf.attack_specs import parse_attacks
+from metaadv_tf.finetune import finetune
+from test_zoo import TINY, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+
+ATTACK = "mim(eps=0.02,steps=2)"
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    train_tiny_run(root / "run")
+    zoo.publish(str(root / "run"), TINY, attacks=ATTACK, num_examples=20, directory=str(root / "zoo"))
+    return root / "zoo"
+
+
+@pytest.fixture(scope="module")
+def shots():
+    return data.load_arrays("fashion_mnist", "train", 8)
+
+
+def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_zoo, shots):
+    model = zoo.load_model(TINY, directory=str(tiny_zoo))
+    before = [np.array(w) for w in model.weights]
+    x, y = shots
+    attacks = parse_attacks("fgsm(eps=0.02)")
+
+    def robust_accuracy(m: keras.Model) -> float:
+        forward = lambda images: m(images, training=False)  # noqa: E731
+        return float(np.mean(np.argmax(forward(attacks[0](forward, tf.constant(x), y)), -1) == y))
+
+    tuned = finetune(model, attacks, x, y, steps=30, learning_rate=1e-2, batch_size=8)
+    assert type(tuned) is type(model) and tuned is not model
+    assert all(np.array_equal(b, np.array(w)) for b, w in zip(before, model.weights))
+    assert robust_accuracy(tuned) > robust_accuracy(model)
+    for original, new in zip(model.non_trainable_weights, tuned.non_trainable_weights):
+        np.testing.assert_array_equal(original, new)  # BatchNorm statistics stay in inference mode
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"steps": 0}, "steps must be an integer >= 1"), ({"learning_rate": -1.0}, "learning_rate must be")],
+)
+def test_bad_settings_are_refused(tiny_zoo, shots, settings, message):
+    model = zoo.load_model(TINY, directory=str(tiny_zoo))
+    with pytest.raises(ValueError, match=message):
+        finetune(model, parse_attacks("fgsm"), *shots, **{"steps": 1, **settings})
+
+
+def test_finetune_script_end_to_end(tiny_zoo, tmp_path):
+    workdir, export_dir = tmp_path / "work", tmp_path / "export" / "1"
+    result = run_script(
+        "finetune.py", f"--model={TINY}", f"--attacks={ATTACK}", "--shots=16", "--steps=2",
+        "--batch_size=8", "--num_examples=20", f"--workdir={workdir}", f"--export_dir={export_dir}",
+        zoo_dir=tiny_zoo,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| mim |" in result.stdout and "| before % | after % |" in result.stdout
+    report = json.loads((workdir / "finetune.json").read_text())
+    assert (report["shots"], report["steps"], report["protocol"]["num_examples"]) == (16, 2, 20)
+    assert report["protocol"]["groups"] == {"unseen": ["mim"]}
+    card_metrics = zoo.get_card(TINY, directory=str(tiny_zoo)).metrics
+    assert report["before"]["robust_accuracy"] == card_metrics["robust_accuracy"]  # same protocol, same model
+    assert set(report["after"]["robust_accuracy"]) == {"mim"}
+    tuned = zoo.load_model(TINY, pretrained=False, directory=str(tiny_zoo))
+    tuned.load_weights(workdir / "finetuned.weights.h5")
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    x, _ = data.load_arrays("fashion_mnist", "test", 4)
+    np.testing.assert_allclose(served(images=tf.constant(x))["logits"], tuned(x, training=False), atol=1e-5)

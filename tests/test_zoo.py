@@ -1,0 +1,304 @@
+"""The model zoo: checks run on every registered entry (parametrized over ``list_models()``), and
+the machinery (publish, load, integrity errors) on a tiny model published into ``tmp_path``."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from metaadv_tf import data, zoo
+from metaadv_tf.attack_specs import parse_attacks
+from metaadv_tf.training import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "tiny_cnn"
+TINY_ATTACKS = "fgsm(eps=0.02),pgd_linf(eps=0.02,steps=2),mim(eps=0.02,steps=2)"
+TINY_EXAMPLES = 40
+PROTOCOL_KEYS = {"attacks", "groups", "split", "num_examples", "batch_size", "seed"}
+
+
+def run_script(script: str, *flags: str, zoo_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Runs ``scripts/<script>`` with ``flags`` in a subprocess (``$METAADV_ZOO_DIR`` = ``zoo_dir``)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if zoo_dir is not None:
+        env[zoo.ZOO_DIR_ENV] = str(zoo_dir)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *flags],
+        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
+    )
+
+
+def train_tiny_run(workdir: Path) -> None:
+    """10 standard steps of a width-4 CNN on 320 images: seconds, and ~45 % clean accuracy.
+
+    (Adversarial methods stay at chance level for this many steps: no signal for the tests.)
+    """
+    config = TrainConfig(
+        method="standard", model="cnn", model_args={"width": 4}, train_examples=320, steps=10,
+        epochs=None, batch_size=32, learning_rate=0.01, checkpoint_every=10, log_every=10,
+    )
+    train(config, str(workdir), progress=False)
+
+
+# --- checks every zoo entry passes ---------------------------------------------------------
+
+
+def assert_card_consistent(card: zoo.ModelCard, directory: str | None = None) -> None:
+    """The card's fields agree with each other, with the dataset and with its weights file."""
+    info = data.get_info(card.dataset)
+    assert (card.input_shape, card.num_classes) == (info.image_shape, info.num_classes)
+    model = card.build()
+    assert model.input_shape[1:] == card.input_shape and model.output_shape[-1] == card.num_classes
+
+    config = TrainConfig.from_json(json.dumps(card.train_config))
+    assert (config.method, config.model, config.dataset) == (card.method, card.architecture, card.dataset)
+    assert card.images_seen == card.train_steps * config.images_per_step
+    assert card.train_command.startswith("python scripts/train.py ") and card.train_seconds > 0
+    assert card.threat_model in ("none", "Linf", "L2") and card.eps >= 0
+
+    path = zoo.weights_path(card, directory)
+    assert card.weights == f"{card.name}.weights.h5" and os.path.getsize(path) < zoo.MAX_WEIGHTS_BYTES
+    with h5py.File(path, "r") as weights:
+        float_dtypes = set()
+        weights.visititems(lambda _, item: float_dtypes.add(item.dtype.name)
+                           if isinstance(item, h5py.Dataset) and item.dtype.kind == "f" else None)
+    assert float_dtypes == {card.weights_dtype}
+
+    protocol, metrics = card.evaluation, card.metrics
+    assert set(protocol) == PROTOCOL_KEYS
+    names = [attack.name for attack in parse_attacks(protocol["attacks"])]
+    assert len(set(names)) == len(names), "labels are the attack names only when each appears once"
+    assert list(metrics["robust_accuracy"]) == names
+    assert set(metrics["worst_case_by_group"]) == set(protocol["groups"])
+    assert all(set(members) <= set(names) for members in protocol["groups"].values())
+    accuracies = [metrics["clean_accuracy"], *metrics["robust_accuracy"].values()]
+    assert all(0.0 <= a <= 1.0 for a in accuracies)
+    worst_attack = min(metrics["robust_accuracy"].values())
+    assert metrics["worst_case_accuracy"] <= worst_attack <= metrics["clean_accuracy"]
+    assert np.shape(card.golden["logits"]) == (card.golden["num_examples"], card.num_classes)
+
+
+def assert_loads_and_reproduces_golden(name: str, directory: str | None = None) -> None:
+    """The weights match the card's sha256, load, and give the card's golden logits."""
+    card = zoo.get_card(name, directory=directory)
+    assert zoo.sha256_file(zoo.weights_path(card, directory)) == card.sha256
+    assert zoo.verify_golden(zoo.load_model(name, directory=directory), card) <= card.golden["atol"]
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_zoo_card_is_consistent(name):
+    assert_card_consistent(zoo.get_card(name))
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_zoo_weights_match_sha256_and_golden_logits(name):
+    assert_loads_and_reproduces_golden(name)
+
+
+# --- the machinery, on a tiny model published into tmp_path -------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny") / "run"
+    train_tiny_run(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(run_dir) -> Path:
+    """A zoo directory holding TINY, published by scripts/publish_model.py."""
+    directory = run_dir.parent / "zoo"
+    result = run_script(
+        "publish_model.py", f"--workdir={run_dir}", f"--name={TINY}", f"--attacks={TINY_ATTACKS}",
+        f"--num_examples={TINY_EXAMPLES}", f"--zoo_dir={directory}", "--notes=tiny test model",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Published {TINY} (float16 weights" in result.stdout
+    return directory
+
+
+@pytest.fixture
+def zoo_copy(tiny_zoo, tmp_path) -> Path:
+    """A private copy of the tiny zoo, free to damage."""
+    return Path(shutil.copytree(tiny_zoo, tmp_path / "zoo"))
+
+
+def test_published_entry_passes_the_zoo_checks(tiny_zoo):
+    assert zoo.list_models(directory=str(tiny_zoo)) == [TINY]
+    assert_card_consistent(zoo.get_card(TINY, directory=str(tiny_zoo)), str(tiny_zoo))
+    assert_loads_and_reproduces_golden(TINY, str(tiny_zoo))
+
+
+def test_card_records_the_run_and_the_protocol(tiny_zoo, run_dir):
+    card = zoo.get_card(TINY, directory=str(tiny_zoo))
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (card.train_steps, card.images_seen, card.train_seconds) == (
+        result["steps"], result["images_seen"], result["train_seconds"])
+    assert card.train_config == json.loads((run_dir / "config.json").read_text())
+    assert (card.threat_model, card.eps) == ("none", 0.0)  # standard training
+    assert (card.weights_dtype, card.notes) == ("float16", "tiny test model")
+    assert card.evaluation["groups"] == {"seen": ["fgsm", "pgd_linf"], "unseen": ["mim"]}
+    assert card.evaluation["num_examples"] == TINY_EXAMPLES
+    assert card.metrics["clean_accuracy"] > 0.2 and card.metrics["worst_case_accuracy"] > 0.0  # not trivial
+
+
+def test_train_command_reproduces_the_run(tiny_zoo, run_dir, tmp_path):
+    card = zoo.get_card(TINY, directory=str(tiny_zoo))
+    arguments = shlex.split(card.train_command)
+    assert arguments[:2] == ["python", "scripts/train.py"] and arguments[-1] == f"--workdir={run_dir}"
+    rerun = tmp_path / "rerun"
+    result = subprocess.run(
+        [sys.executable, *arguments[1:-1], f"--workdir={rerun}"], capture_output=True, text=True,
+        cwd=ROOT, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((rerun / "config.json").read_text()) == card.train_config
+    original, again = card.build(), card.build()
+    original.load_weights(run_dir / "final.weights.h5")
+    again.load_weights(rerun / "final.weights.h5")
+    for a, b in zip(original.get_weights(), again.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_script_reproduces_every_metric(tiny_zoo, tmp_path):
+    output = tmp_path / "report.json"
+    result = run_script("evaluate.py", f"--model={TINY}", f"--output={output}", zoo_dir=tiny_zoo)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    card = zoo.get_card(TINY, directory=str(tiny_zoo))
+    assert {key: report[key] for key in card.metrics} == card.metrics
+    assert report["num_examples"] == TINY_EXAMPLES
+
+
+def test_float16_weights_load_exactly_and_keep_logits(tiny_zoo, run_dir):
+    card = zoo.get_card(TINY, directory=str(tiny_zoo))
+    full = card.build()
+    full.load_weights(run_dir / "final.weights.h5")
+    loaded = zoo.load_model(TINY, directory=str(tiny_zoo))
+    for reference, value in zip(full.weights, loaded.weights):
+        assert value.dtype == "float32"
+        np.testing.assert_array_equal(np.asarray(reference).astype(np.float16).astype(np.float32), value)
+    x, _ = data.load_arrays("fashion_mnist", "test", TINY_EXAMPLES)
+    change = np.abs(full.predict(x, verbose=0) - loaded.predict(x, verbose=0))
+    assert np.max(change) < zoo.FLOAT16_LOGIT_TOLERANCE
+
+
+def test_float32_is_kept_when_float16_moves_logits_too_much(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "FLOAT16_LOGIT_TOLERANCE", 0.0)
+    card = zoo.publish(
+        str(run_dir), "strict", attacks="fgsm(eps=0.02)", num_examples=10, directory=str(tmp_path)
+    )
+    assert card.weights_dtype == "float32"
+    assert_card_consistent(card, str(tmp_path))
+    with pytest.raises(FileExistsError, match="exists"):
+        zoo.publish(str(run_dir), "strict", directory=str(tmp_path))
+
+
+def _flip_a_bit(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _lfs_pointer(path: Path) -> None:
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n")
+
+
+@pytest.mark.parametrize(
+    "damage, error, message",
+    [
+        (_flip_a_bit, ValueError, "is corrupted or truncated"),
+        (_truncate, ValueError, "is corrupted or truncated"),
+        (_lfs_pointer, ValueError, "is a Git LFS pointer"),
+        (Path.unlink, FileNotFoundError, "is missing"),
+    ],
+    ids=["bit_flip", "truncated", "lfs_pointer", "missing"],
+)
+def test_damaged_weights_are_refused_before_loading(zoo_copy, monkeypatch, damage, error, message):
+    path = zoo_copy / f"{TINY}.weights.h5"
+    damage(path)
+    monkeypatch.setattr(keras.Model, "load_weights", lambda *a, **k: pytest.fail("weights were loaded"))
+    with pytest.raises(error, match=message) as raised:
+        zoo.load_model(TINY, directory=str(zoo_copy))
+    assert str(path) in str(raised.value)
+    assert zoo.load_model(TINY, pretrained=False, directory=str(zoo_copy)).input_shape == (None, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda card: card.pop("sha256"), "missing field 'sha256'"),
+        (lambda card: card.update(extra=1), "unknown field 'extra'"),
+        (lambda card: card.update(name="other"), "field 'name' is 'other', expected 'tiny_cnn'"),
+    ],
+    ids=["missing", "extra", "misnamed"],
+)
+def test_malformed_card_is_named_with_its_field(zoo_copy, edit, message):
+    path = zoo_copy / f"{TINY}.json"
+    card = json.loads(path.read_text())
+    edit(card)
+    path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=message) as raised:
+        zoo.list_models(directory=str(zoo_copy))
+    assert str(path) in str(raised.value)
+
+
+def test_unknown_name_lists_close_matches(tiny_zoo):
+    for lookup in (zoo.get_card, zoo.load_model, zoo.resolve_model):
+        with pytest.raises(ValueError, match=r"Unknown zoo model 'tiny_cn'\. Did you mean 'tiny_cnn'\?"):
+            lookup("tiny_cn", directory=str(tiny_zoo))
+    with pytest.raises(ValueError, match="no model file at '/no/such.keras'"):
+        zoo.resolve_model("/no/such.keras", directory=str(tiny_zoo))
+
+
+def test_list_models_filters(tiny_zoo):
+    directory = str(tiny_zoo)
+    found = zoo.list_models(dataset="fashion_mnist", method="standard", architecture="cnn", directory=directory)
+    assert found == [TINY]
+    assert zoo.list_models(method="mat", directory=directory) == []
+    assert zoo.list_models(directory=str(tiny_zoo / "nonexistent")) == []
+
+
+def test_zoo_dir_comes_from_the_environment(tiny_zoo, monkeypatch):
+    monkeypatch.setenv(zoo.ZOO_DIR_ENV, str(tiny_zoo))
+    assert zoo.list_models() == [TINY] and zoo.get_card(TINY).name == TINY
+
+
+def test_oversized_weights_are_refused_and_not_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "MAX_WEIGHTS_BYTES", 1000)
+    model = zoo.build_architecture("cnn", (28, 28, 1), 10, {"width": 4})
+    with pytest.raises(ValueError, match="zoo files must stay under"):
+        zoo.save_weights(model, str(tmp_path / "big.weights.h5"), "float16")
+    assert os.listdir(tmp_path) == []
+
+
+def test_standard_protocol_round_trips_and_groups_attacks():
+    protocol = zoo.evaluation_protocol()
+    assert [a.name for a in parse_attacks(protocol["attacks"])] == [
+        "fgsm", "pgd_linf", "bim", "mim", "pgd_l2", "cw_l2", "spsa"]
+    assert parse_attacks(protocol["attacks"]) == parse_attacks(zoo.STANDARD_ATTACKS)
+    assert protocol["groups"] == zoo.STANDARD_GROUPS
+    assert zoo.evaluation_protocol("mim,fgsm", 10)["groups"] == {"seen": ["fgsm"], "unseen": ["mim"]}
+
+
+def test_threat_model_comes_from_the_training_attacks():
+    config = TrainConfig(method="mat", steps=1, epochs=None)
+    assert zoo.training_threat_model(config) == ("Linf", 0.1)
+    assert zoo.training_threat_model(dataclasses.replace(config, method="standard")) == ("none", 0.0)
+    with pytest.raises(ValueError, match="mix threat models"):
+        zoo.training_threat_model(dataclasses.replace(config, train_attacks="fgsm,pgd_l2"))
