@@ -99,8 +99,8 @@ def evaluate(
     ``model`` is a Keras model (called with ``training=False``) or any callable returning logits.
     ``attacks`` are Attack objects or names for ``get_attack``. An attack name used twice is
     labelled ``name(eps=...)``. ``groups`` maps a group name to attack labels or names, and adds
-    the worst-case accuracy over each group. Compilable attacks run under ``tf.function``, the
-    others eagerly; ``progress`` shows a tqdm bar per attack.
+    the worst-case accuracy over each group. Each attack runs under ``tf.function``, traced once;
+    ``progress`` shows a tqdm bar per attack.
     """
     x = check_images(x, _input_shape(model))
     if len(x) == 0:

@@ -435,6 +435,7 @@ def publish(
         publish("runs/resnet18_mat", "resnet18_mat")
     """
     from metaadv_tf import data
+    from metaadv_tf.training import model_arguments
 
     if not _NAME.match(name):
         raise ValueError(
@@ -449,7 +450,7 @@ def publish(
     protocol = evaluation_protocol(attacks, num_examples)
     info = data.get_info(config.dataset)
     trained = build_architecture(
-        config.model, info.image_shape, info.num_classes, run_architecture_args(config)
+        config.model, info.image_shape, info.num_classes, model_arguments(config)
     )
     trained.load_weights(final_weights)
     # every constructor argument, defaults included, so later default changes cannot alter the model
@@ -491,13 +492,6 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
     with open(paths["result.json"], encoding="utf-8") as handle:
         result = json.load(handle)
     return config, result, paths["final.weights.h5"]
-
-
-def run_architecture_args(config: "TrainConfig") -> dict[str, Any]:
-    """The architecture arguments a run's Trainer built its model with (task conditioning included)."""
-    from metaadv_tf.training.loop import _conditioning_args  # the Trainer's own rule, not a copy
-
-    return {**config.model_args, **_conditioning_args(config)}
 
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from metaadv_tf.models import SmallCNN
+from helpers import run_script  # noqa: I100  (tests/ is on sys.path)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +18,13 @@ def model_path(tmp_path_factory) -> str:
     return str(path)
 
 
-def run_script(*flags: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, env=env, timeout=300
-    )
+def run_evaluate(*flags: str) -> subprocess.CompletedProcess:
+    return run_script("evaluate.py", *flags, timeout=300)
 
 
 def test_evaluates_and_writes_json_and_markdown(model_path, tmp_path):
     output = tmp_path / "report.json"
-    result = run_script(
+    result = run_evaluate(
         f"--model={model_path}", "--attacks=fgsm", "--num_examples=20", "--batch_size=10",
         f"--output={output}",
     )
@@ -54,7 +48,7 @@ def test_evaluates_and_writes_json_and_markdown(model_path, tmp_path):
     ],
 )
 def test_bad_flag_exits_1_with_one_line(model_path, flag, message):
-    result = run_script(f"--model={model_path}", "--num_examples=20", flag)
+    result = run_evaluate(f"--model={model_path}", "--num_examples=20", flag)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -11,7 +11,8 @@ import tensorflow as tf
 from metaadv_tf import data, zoo
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.finetune import finetune
-from test_zoo import TINY, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+from test_zoo import TINY  # noqa: I100
 
 ATTACK = "mim(eps=0.02,steps=2)"
 

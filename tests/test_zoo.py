@@ -18,36 +18,13 @@ import pytest
 
 from metaadv_tf import data, zoo
 from metaadv_tf.attack_specs import parse_attacks
-from metaadv_tf.training import TrainConfig, train
+from metaadv_tf.training import TrainConfig
+from helpers import ROOT, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = "tiny_cnn"
 TINY_ATTACKS = "fgsm(eps=0.02),pgd_linf(eps=0.02,steps=2),mim(eps=0.02,steps=2)"
 TINY_EXAMPLES = 40
 PROTOCOL_KEYS = {"attacks", "groups", "split", "num_examples", "batch_size", "seed"}
-
-
-def run_script(script: str, *flags: str, zoo_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """Runs ``scripts/<script>`` with ``flags`` in a subprocess (``$METAADV_ZOO_DIR`` = ``zoo_dir``)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if zoo_dir is not None:
-        env[zoo.ZOO_DIR_ENV] = str(zoo_dir)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *flags],
-        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
-    )
-
-
-def train_tiny_run(workdir: Path) -> None:
-    """10 standard steps of a width-4 CNN on 320 images: seconds, and ~45 % clean accuracy.
-
-    (Adversarial methods stay at chance level for this many steps: no signal for the tests.)
-    """
-    config = TrainConfig(
-        method="standard", model="cnn", model_args={"width": 4}, train_examples=320, steps=10,
-        epochs=None, batch_size=32, learning_rate=0.01, checkpoint_every=10, log_every=10,
-    )
-    train(config, str(workdir), progress=False)
 
 
 # --- checks every zoo entry passes ---------------------------------------------------------

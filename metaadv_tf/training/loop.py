@@ -68,7 +68,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = build_model(
                 config.model, input_shape=self.info.image_shape, num_classes=self.info.num_classes,
-                **config.model_args, **_conditioning_args(config),
+                **model_arguments(config),
             )
             self.optimizer = _make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
@@ -333,15 +333,17 @@ def train(config: TrainConfig, workdir: str, progress: bool = True) -> TrainResu
     return Trainer(config, workdir).train(progress=progress)
 
 
-def _conditioning_args(config: TrainConfig) -> dict:
-    """Architecture arguments of the task-conditioning extensions (none when they are off)."""
+def model_arguments(config: TrainConfig) -> dict:
+    """The architecture arguments a run builds its model with: ``model_args`` plus those of the
+    task-conditioning extensions when they are on (input shape and classes come from the data)."""
     meta = config.meta
     if not meta.conditioned:
-        return {}
+        return dict(config.model_args)
     from metaadv_tf.attack_specs import split_specs
 
-    return {"num_tasks": len(split_specs(config.train_attacks)), "task_encoding": meta.task_encoding,
-            "meta_batchnorm": meta.meta_batchnorm, "meta_dropout": meta.meta_dropout}
+    return {**config.model_args, "num_tasks": len(split_specs(config.train_attacks)),
+            "task_encoding": meta.task_encoding, "meta_batchnorm": meta.meta_batchnorm,
+            "meta_dropout": meta.meta_dropout}
 
 
 def _make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:

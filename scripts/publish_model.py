@@ -1,0 +1,59 @@
+"""Publish a finished training run to the model zoo: weights, evaluation and model card.
+
+    python scripts/publish_model.py --workdir=runs/resnet18_mat --name=resnet18_mat
+
+Writes ``zoo/<name>.weights.h5`` (float16 when that moves no logit by more than 1e-3, else
+float32) and ``zoo/<name>.json``, whose metrics come from the standard protocol on the first
+``--num_examples`` test images. ``python scripts/evaluate.py --model=<name>`` reproduces them.
+Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish elsewhere.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from metaadv_tf import zoo  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a finished training run.", required=True)
+_NAME = flags.DEFINE_string("name", None, "Zoo name of the model, e.g. resnet18_mat.", required=True)
+_ATTACKS = flags.DEFINE_string("attacks", zoo.STANDARD_ATTACKS, "Attack specs of the evaluation.")
+_NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 1000, "Evaluate on the first N test images.")
+_FLOAT16 = flags.DEFINE_bool(
+    "float16", True, "Store float16 weights if no logit moves more than 1e-3 (else float32)."
+)
+_NOTES = flags.DEFINE_string("notes", "", "Free text for the card's notes.")
+_THREAT_MODEL = flags.DEFINE_string(
+    "threat_model", None, "Card threat model, e.g. Linf (default: from the training attacks)."
+)
+_EPS = flags.DEFINE_float("eps", None, "Card eps; give it with --threat_model.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing entry of that name.")
+_ZOO_DIR = flags.DEFINE_string("zoo_dir", None, f"Zoo directory (default: ${zoo.ZOO_DIR_ENV} or zoo/).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data directory (default: $METAADV_DATA_DIR).")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if (_THREAT_MODEL.value is None) != (_EPS.value is None):
+        raise app.UsageError("Give --threat_model and --eps together, or neither.")
+    threat_model = (_THREAT_MODEL.value, _EPS.value) if _THREAT_MODEL.value else None
+    try:
+        card = zoo.publish(
+            _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
+            float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
+            overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
+        )
+    except (ValueError, OSError) as error:
+        sys.exit(f"Error: {error}")
+    path = os.path.join(zoo.zoo_dir(_ZOO_DIR.value), f"{card.name}.json")
+    print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {path}")
+    print(f"clean {card.metrics['clean_accuracy']:.4f}, worst case {card.metrics['worst_case_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)

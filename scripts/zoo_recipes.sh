@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The recipes of the zoo: `bash scripts/zoo_recipes.sh NAME...` trains each named entry with
+# scripts/train.py in runs/zoo/NAME (rerun to resume), then publishes it to zoo/ with
+# scripts/publish_model.py (evaluation, golden outputs, sha256, model card).
+# `bash scripts/zoo_recipes.sh --list` lists the names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${METAADV_PYTHON:-.venv/bin/python}"
+export TF_CPP_MIN_LOG_LEVEL=2
+
+TASKS="fgsm,pgd_linf(steps=3)"   # the Linf training tasks of avg, max and the meta methods
+CNN="--model=cnn --epochs=2 --checkpoint_every=100"
+META="--num_tasks=2 --support_size=32 --query_size=32 --inner_steps=1 --inner_learning_rate=0.05"
+declare -A RECIPES=(
+  [cnn_standard]="$CNN --method=standard"
+  [cnn_pgd_at]="$CNN --method=pgd_at --pgd_steps=7"
+  [cnn_fgsm_rs]="$CNN --method=fgsm_rs"
+  [cnn_avg]="$CNN --method=avg --train_attacks=$TASKS"
+  [cnn_max]="$CNN --method=max --train_attacks=$TASKS"
+  [cnn_mat]="$CNN --method=mat --train_attacks=$TASKS $META"
+  [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
+  [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
+  [resnet18_mat]="--model=resnet18 --method=mat --train_attacks=$TASKS $META --epochs=2 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
+  [resnet18_pgd_at]="--model=resnet18 --method=pgd_at --pgd_steps=7 --epochs=2 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
+)
+
+if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" | sort; exit 0; fi
+for name in "$@"; do
+  [ -n "${RECIPES[$name]:-}" ] || { echo "Unknown zoo entry '$name'. Known: $(printf '%s ' "${!RECIPES[@]}")" >&2; exit 2; }
+  workdir="runs/zoo/$name"
+  # shellcheck disable=SC2086
+  "$PYTHON" scripts/train.py ${RECIPES[$name]} --workdir="$workdir"
+  if [ "${PUBLISH:-1}" = "1" ]; then
+    "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name"
+  fi
+done
