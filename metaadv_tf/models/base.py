@@ -14,15 +14,44 @@ from metaadv_tf.validation import check_positive_int
 class ClassifierModel(keras.Model):
     """A functional Keras model whose constructor arguments are its config (keras-hub style).
 
-    Subclasses build their graph, call ``super().__init__(inputs=..., outputs=...)``, then
-    ``store_config(**arguments)``; ``get_config``/``from_config`` then round-trip the model.
+    The constructor builds the graph: a ``GraphBuilder`` stem (normalization inside the model,
+    optional task conditioning), the subclass's ``features``, then the logits head. Every argument
+    is returned by ``get_config``, so ``from_config``, ``.keras`` files and the zoo round-trip it.
+    ``width=None`` takes the architecture's ``DEFAULT_WIDTH``.
     """
 
-    def store_config(self, **arguments: Any) -> None:
-        """Records the constructor arguments returned by ``get_config``."""
-        self._arguments = {
-            key: list(value) if isinstance(value, tuple) else value for key, value in arguments.items()
-        }
+    DEFAULT_WIDTH = 32
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (28, 28, 1),
+        num_classes: int = 10,
+        width: int | None = None,
+        batchnorm: bool = True,
+        dropout: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        num_tasks: int = 0,
+        task_encoding: bool = False,
+        meta_batchnorm: bool = False,
+        meta_dropout: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        width = self.DEFAULT_WIDTH if width is None else check_positive_int("width", width)
+        builder = GraphBuilder(input_shape, mean, std, batchnorm, num_tasks, task_encoding,
+                               meta_batchnorm, meta_dropout)
+        outputs = builder.head(self.features(builder, width), num_classes, dropout)
+        super().__init__(inputs=builder.inputs, outputs=outputs, **kwargs)
+        self._arguments = dict(
+            input_shape=[int(d) for d in input_shape], num_classes=num_classes, width=width,
+            batchnorm=batchnorm, dropout=dropout, mean=mean, std=std, num_tasks=num_tasks,
+            task_encoding=task_encoding, meta_batchnorm=meta_batchnorm, meta_dropout=meta_dropout,
+        )
+
+    @staticmethod
+    def features(builder: "GraphBuilder", width: int):
+        """The architecture's body: from ``builder.stem()`` to the flat features of the head."""
+        raise NotImplementedError
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable, **self._arguments}
