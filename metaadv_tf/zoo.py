@@ -26,6 +26,8 @@ import os
 import re
 import shlex
 import tempfile
+import zipfile
+import zlib
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -207,10 +209,29 @@ def resolve_model(spec: str, *, directory: str | None = None) -> "keras.Model":
     if spec in list_models(directory=directory):
         return load_model(spec, directory=directory)
     if os.path.isfile(spec):
+        _check_keras_archive(spec)
         return keras.saving.load_model(spec)
     if os.sep in spec or spec.endswith(".keras"):
         raise ValueError(f"Found no model file at {spec!r}; pass a .keras file or a zoo model name.")
     raise ValueError(_unknown_model_message(spec, zoo_dir(directory)))
+
+
+def _check_keras_archive(path: str) -> None:
+    """Raises ValueError naming ``path`` if it is a ``.keras`` zip that is truncated or corrupted
+    (Keras would call it "not found", or fail with a bare BadZipFile)."""
+    if not path.endswith(".keras"):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = archive.testzip()  # reads every member and checks its CRC-32
+        problem = f"its member {member!r} fails its CRC-32 check" if member else None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        problem = str(error)
+    if problem:
+        raise ValueError(
+            f"Model file {path} is truncated or corrupted ({problem}); it was not loaded. Restore"
+            " the file or save the model again."
+        )
 
 
 def _unknown_model_message(name: str, directory: str) -> str:

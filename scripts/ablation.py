@@ -9,7 +9,6 @@ worst case over each group. Runs live in --workdir and resume when the script is
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -18,11 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf import data  # noqa: E402
 from metaadv_tf.attack_specs import parse_attacks  # noqa: E402
-from metaadv_tf.evaluation import evaluate  # noqa: E402
+from metaadv_tf.experiments import markdown_table, script_command, train_and_evaluate  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.training import MetaConfig, TrainConfig, Trainer  # noqa: E402
+from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 468, "Training steps per variant (468 x 128 images = 1 epoch).")
@@ -53,42 +51,37 @@ def variant_config(extensions: dict) -> TrainConfig:
 
 def run_variant(name: str) -> dict:
     """Trains (or resumes) one variant and evaluates it; returns its row of numbers."""
-    trainer = Trainer(variant_config(VARIANTS[name]), os.path.join(FLAGS.workdir, name))
-    result = trainer.train(progress=True)
     seen, unseen = parse_attacks(FLAGS.train_attacks), parse_attacks(FLAGS.unseen_attacks)
-    x, y = data.load_arrays("fashion_mnist", "test", FLAGS.eval_examples)
     groups = {"seen": [a.name for a in seen], "unseen": [a.name for a in unseen]}
-    report = evaluate(trainer.model, x, y, seen + unseen, groups=groups, batch_size=250, progress=True)
-    return {"variant": name, "train_seconds": result.train_seconds, "images_seen": result.images_seen,
-            "report": report.to_dict()}
+    row = train_and_evaluate(variant_config(VARIANTS[name]), os.path.join(FLAGS.workdir, name),
+                             seen + unseen, groups, FLAGS.eval_examples)
+    return {"variant": name, **row}
 
 
 def markdown(rows: list[dict]) -> str:
     """The ablation table: accuracies in %, per attack and worst case per group."""
     labels = list(rows[0]["report"]["robust_accuracy"])
     header = ["variant", "clean", *labels, "worst seen", "worst unseen", "train s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        report = row["report"]
-        cells = [row["variant"], report["clean_accuracy"], *report["robust_accuracy"].values(),
-                 report["worst_case_by_group"]["seen"], report["worst_case_by_group"]["unseen"]]
-        text = [cells[0], *(f"{100 * value:.1f}" for value in cells[1:]), f"{row['train_seconds']:.0f}"]
-        lines.append("| " + " | ".join(text) + " |")
-    return "\n".join(lines)
+    return markdown_table(header, [
+        [row["variant"], row["report"]["clean_accuracy"], *row["report"]["robust_accuracy"].values(),
+         row["report"]["worst_case_by_group"]["seen"], row["report"]["worst_case_by_group"]["unseen"],
+         f"{row['train_seconds']:.0f}"]
+        for row in rows
+    ])
 
 
 def main(argv: list[str]) -> None:
     del argv
     names = FLAGS.variants or list(VARIANTS)
     rows = [run_variant(name) for name in names]
-    command = "python scripts/ablation.py " + " ".join(sys.argv[1:])
+    command = script_command(sys.argv)
     table = markdown(rows)
     examples = rows[0]["report"]["num_examples"]
     atomic_write_text(FLAGS.output, (
         f"# MAT extensions ablation\n\nSmall CNN, Fashion-MNIST, second-order MAT, {FLAGS.steps} steps"
         f" of 2 tasks x (32 + 32) images, seed {FLAGS.seed}; robust accuracy (%) on the first"
         f" {examples} test images. Seen = training attacks ({FLAGS.train_attacks}); unseen ="
-        f" {FLAGS.unseen_attacks}.\n\nProduced by `{command.strip()}`.\n\n{table}\n"))
+        f" {FLAGS.unseen_attacks}.\n\nProduced by `{command}`.\n\n{table}\n"))
     atomic_write_text(os.path.splitext(FLAGS.output)[0] + ".json", json.dumps(rows, indent=2) + "\n")
     print(table)
 

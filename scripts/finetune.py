@@ -40,7 +40,11 @@ def run() -> dict:
     from metaadv_tf.export import export_saved_model
     from metaadv_tf.finetune import finetune
     from metaadv_tf.io_utils import atomic_write_text
+    from metaadv_tf.validation import check_positive, check_positive_int
 
+    for flag in (_SHOTS, _STEPS, _BATCH_SIZE):  # before the evaluation, which can take minutes
+        check_positive_int(flag.name, flag.value)
+    check_positive(_LEARNING_RATE.name, _LEARNING_RATE.value)
     card = zoo.get_card(_MODEL.value)
     protocol = zoo.evaluation_protocol(
         _ATTACKS.value, _NUM_EXAMPLES.value, groups=card.evaluation["groups"], seed=_SEED.value

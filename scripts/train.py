@@ -19,7 +19,8 @@ flag_utils.define_train_flags()
 
 
 def main(argv: list[str]) -> int:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from metaadv_tf.training import Trainer
 
     config = flag_utils.exit_on_error(flag_utils.train_config_from_flags)

@@ -12,16 +12,34 @@ from metaadv_tf.training import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(script: str, *flags: str, zoo_dir: Path | None = None,
-               env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs ``scripts/<script>`` with ``flags`` in a subprocess (``$METAADV_ZOO_DIR`` = ``zoo_dir``)."""
+def run_script(script: str, *flags: str, zoo_dir: Path | None = None, env: dict | None = None,
+               timeout: float = 600, folder: str = "scripts") -> subprocess.CompletedProcess:
+    """Runs ``<folder>/<script>`` with ``flags`` in a subprocess (``$METAADV_ZOO_DIR`` = ``zoo_dir``)."""
+    return subprocess.run(
+        script_command(script, *flags, folder=folder), capture_output=True, text=True,
+        env=script_environment(zoo_dir, env), timeout=timeout, cwd=ROOT,
+    )
+
+
+def start_script(script: str, *flags: str) -> subprocess.Popen:
+    """Starts ``scripts/<script>`` with ``flags`` in the background, text output piped."""
+    return subprocess.Popen(
+        script_command(script, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=script_environment(), cwd=ROOT,
+    )
+
+
+def script_command(script: str, *flags: str, folder: str = "scripts") -> list[str]:
+    """The command line that runs ``<folder>/<script>`` with this Python."""
+    return [sys.executable, str(ROOT / folder / script), *flags]
+
+
+def script_environment(zoo_dir: Path | None = None, env: dict | None = None) -> dict:
+    """The environment scripts run in: quiet TensorFlow, ``env``, and ``zoo_dir`` as the zoo."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     if zoo_dir is not None:
         environment[zoo.ZOO_DIR_ENV] = str(zoo_dir)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *flags],
-        capture_output=True, text=True, env=environment, timeout=timeout, cwd=ROOT,
-    )
+    return environment
 
 
 def train_tiny_run(workdir: Path) -> None:

@@ -1,6 +1,7 @@
 """Training: every method (standard, pgd_at, fgsm_rs, avg, max, mat, fomaml, reptile) in one loop."""
 from metaadv_tf.training.config import META_METHODS, METHODS, MetaConfig, TrainConfig
-from metaadv_tf.training.loop import Trainer, TrainingDivergedError, TrainResult, model_arguments, train
+from metaadv_tf.training.loop import (CheckpointError, Trainer, TrainingDivergedError, TrainResult,
+                                      checkpoint_problem, model_arguments, train)
 
-__all__ = ["META_METHODS", "METHODS", "MetaConfig", "TrainConfig", "TrainResult", "Trainer",
-           "TrainingDivergedError", "model_arguments", "train"]
+__all__ = ["CheckpointError", "META_METHODS", "METHODS", "MetaConfig", "TrainConfig", "TrainResult",
+           "Trainer", "TrainingDivergedError", "checkpoint_problem", "model_arguments", "train"]

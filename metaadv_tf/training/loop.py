@@ -3,7 +3,10 @@
 A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/`` (a
 `tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time),
 ``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. Rerunning with the same
-workdir resumes from the latest checkpoint. A non-finite loss stops the run before anything is
+workdir resumes from the latest checkpoint listed in ``checkpoints/checkpoint``, after reading all of
+it back: a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
+nothing is loaded. Leftovers of a save that was killed are never listed there, so they are ignored
+(the next save of that step overwrites them). A non-finite loss stops the run before anything is
 saved, so the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and stop.
 
 BatchNorm statistics policy: the moving statistics follow every training-mode loss forward pass
@@ -13,6 +16,7 @@ not move them. Under a distribution strategy they are averaged across replicas a
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -36,17 +40,26 @@ from metaadv_tf.training.strategies import is_chief, make_strategy, reduce_state
 # Settings that may change between a run and its resumption (the rest define the run).
 RESUMABLE_CHANGES = ("steps", "epochs", "checkpoint_every", "log_every", "eval_every", "eval_examples",
                      "eval_attacks")
+CHECKPOINTS_KEPT = 3  # the CheckpointManager's max_to_keep
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the gradient became NaN or Inf."""
 
 
+class CheckpointError(RuntimeError):
+    """The workdir's checkpoint state file or latest checkpoint is damaged; nothing was loaded."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """How a run ended: steps done, images seen, wall time, last loss, and why it stopped."""
+    """How a run ended: steps done, images seen, wall time, last loss, and why it stopped.
+
+    ``start_step`` is the step this session started from: the latest checkpoint's when it resumed.
+    """
 
     steps: int
+    start_step: int
     images_seen: int
     train_seconds: float
     last_loss: float
@@ -78,12 +91,14 @@ class Trainer:
         self.batches_consumed = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.sampler = tf.random.Generator.from_seed(config.seed)
+        _check_checkpoint_state(self._checkpoint_dir())
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
             batches_consumed=self.batches_consumed, train_seconds=self.train_seconds, sampler=self.sampler,
             **({"pool": self.pool} if self.pool else {}),
         )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(), max_to_keep=3)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
+                                                  max_to_keep=CHECKPOINTS_KEPT)
         self.train_size = self._train_size()
         # clean images read per data batch: a step's batch, or a pool refresh's images
         self.data_batch_size = config.meta.pool_size if self.pool else config.images_per_step
@@ -112,11 +127,27 @@ class Trainer:
         return max(1, self.train_size // self.config.images_per_step)
 
     def restore(self) -> str | None:
-        """Restores the latest checkpoint, if any; returns its path."""
+        """Restores the latest checkpoint, if any, once all of it reads back intact; returns its path.
+
+        Raises CheckpointError (naming the damaged file, nothing loaded) when it does not.
+        """
         latest = self.manager.latest_checkpoint
         if latest:
+            problem = checkpoint_problem(latest)
+            if problem:
+                raise CheckpointError(self._damaged_message(latest, problem))
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return latest
+
+    def _damaged_message(self, latest: str, problem: str) -> str:
+        """What is wrong with the latest checkpoint, and how to resume from an intact earlier one."""
+        state = os.path.join(self.manager.directory, "checkpoint")
+        intact = [os.path.basename(path) for path in reversed(self.manager.checkpoints)
+                  if path != latest and checkpoint_problem(path) is None]
+        remedy = (f"or set model_checkpoint_path in {state} to an intact earlier checkpoint"
+                  f" ({', '.join(intact)}) to resume from it" if intact
+                  else "or train again in a new workdir (no earlier checkpoint is intact)")
+        return f"Checkpoint {latest} is damaged and was not loaded: {problem}. Restore the file, {remedy}."
 
     def train(self, progress: bool = True) -> TrainResult:
         """Runs (or resumes) the training to ``total_steps``; see the module docstring."""
@@ -153,7 +184,7 @@ class Trainer:
             bar.close()
             writer.close()
             self._restore_signal_handlers(previous_handlers)
-        return self._finish(loss)
+        return self._finish(loss, start_step)
 
     # --- the compiled step -------------------------------------------------------------------
 
@@ -246,8 +277,9 @@ class Trainer:
             raise TrainingDivergedError(
                 f"Training diverged at step {int(self.step.numpy())}: loss={loss},"
                 f" gradient norm={grad_norm}. Nothing was saved after the last good checkpoint"
-                f" ({self.manager.latest_checkpoint}); lower the learning rate"
-                f" (learning_rate={self.config.learning_rate}) and rerun to resume from it."
+                f" ({self.manager.latest_checkpoint}), which stays the latest. Lower the learning"
+                f" rate (learning_rate={self.config.learning_rate}) and train in a new workdir:"
+                " a workdir's learning rate is fixed (it is part of its checkpoints)."
             )
         return loss
 
@@ -290,14 +322,14 @@ class Trainer:
         task_id = self.strategy.cluster_resolver.task_id
         return os.path.join(self.workdir, f".worker-{task_id}", "checkpoints")
 
-    def _finish(self, loss: float) -> TrainResult:
+    def _finish(self, loss: float, start_step: int) -> TrainResult:
         step = int(self.step.numpy())
         weights_path = None
         if step >= self.total_steps and self.chief:
             weights_path = os.path.join(self.workdir, "final.weights.h5")
             atomic_save(weights_path, self.model.save_weights)
         result = TrainResult(
-            steps=step, images_seen=step * self.config.images_per_step,
+            steps=step, start_step=start_step, images_seen=step * self.config.images_per_step,
             train_seconds=float(self.train_seconds.numpy()), last_loss=loss,
             stopped_by_signal=self._signal, weights_path=weights_path,
         )
@@ -344,6 +376,51 @@ def model_arguments(config: TrainConfig) -> dict:
     return {**config.model_args, "num_tasks": len(split_specs(config.train_attacks)),
             "task_encoding": meta.task_encoding, "meta_batchnorm": meta.meta_batchnorm,
             "meta_dropout": meta.meta_dropout}
+
+
+def checkpoint_problem(prefix: str) -> str | None:
+    """What is wrong with checkpoint ``prefix``, naming the file, or None when it is complete: its
+    index and data files exist and every tensor reads back with its stored size and checksum."""
+    index = f"{prefix}.index"
+    if not os.path.isfile(index):
+        return f"its index file {index} is missing"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except tf.errors.OpError as error:
+        return f"its index file {index} is unreadable ({error.message})"
+    data = sorted(glob.glob(f"{glob.escape(prefix)}.data-*"))
+    try:
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError) as error:  # IndexError: a truncated data file
+        reason = error.message if isinstance(error, tf.errors.OpError) else str(error)
+        if not data:
+            return f"its data file {prefix}.data-* is missing ({reason})"
+        files = ", ".join(f"{path} ({os.path.getsize(path)} bytes)" for path in data)
+        return f"its data file {files} is truncated or corrupted ({reason})"
+    return None
+
+
+def _check_checkpoint_state(directory: str) -> None:
+    """Raises CheckpointError if ``directory``'s ``checkpoint`` state file exists but names no
+    checkpoint (TensorFlow would ignore it, and the run would silently start again at step 0)."""
+    path = os.path.join(directory, "checkpoint")
+    if not os.path.exists(path):
+        return
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # TensorFlow warns "Checkpoint ignored"; here it is an error instead
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except ValueError:  # parsed, but without model_checkpoint_path
+        state = None
+    finally:
+        logger.setLevel(level)
+    if state is None:
+        raise CheckpointError(
+            f"The checkpoint state file {path} is damaged: no latest checkpoint can be read from it."
+            ' Nothing was loaded; restore it, or write model_checkpoint_path: "ckpt-N" into it (N: the'
+            " newest intact checkpoint beside it) to resume from that checkpoint."
+        )
 
 
 def _make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:

@@ -1,0 +1,64 @@
+"""One-step end-to-end runs of the experiment and benchmark scripts on tiny configurations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from metaadv_tf import zoo
+from helpers import ROOT, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    """A zoo directory with two tiny published models."""
+    root = tmp_path_factory.mktemp("experiments")
+    for name in ("tiny_a", "tiny_b"):
+        train_tiny_run(root / name)
+        zoo.publish(str(root / name), name, attacks="fgsm,mim(steps=2)", num_examples=20,
+                    directory=str(root / "zoo"))
+    return root / "zoo"
+
+
+def test_ablation_script(tmp_path):
+    output = tmp_path / "ablation.md"
+    result = run_script("ablation.py", "--steps=1", "--eval_examples=10", "--variants=basic,all",
+                        "--unseen_attacks=mim(steps=2)", f"--workdir={tmp_path}", f"--output={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "ablation.json").read_text())
+    assert [row["variant"] for row in rows] == ["basic", "all"]
+    assert "| basic |" in output.read_text() and "worst unseen" in output.read_text()
+
+
+def test_leave_one_out_script(tmp_path):
+    output = tmp_path / "loo.md"
+    result = run_script("leave_one_out.py", "--families=fgsm,mim(steps=2)", "--steps=1",
+                        "--eval_examples=10", f"--workdir={tmp_path}", f"--output={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = json.loads((tmp_path / "loo.json").read_text())
+    assert {(r["held_out"], r["method"]) for r in records} == {
+        ("fgsm", "mat"), ("fgsm", "avg"), ("mim(steps=2)", "mat"), ("mim(steps=2)", "avg")}
+    assert "| mim(steps=2) |" in output.read_text()
+
+
+def test_few_shot_script_and_comparison(tiny_zoo, tmp_path):
+    output = tmp_path / "few.md"
+    result = run_script("few_shot.py", "--models=tiny_a,tiny_b", "--attack=mim(steps=2)", "--shots=4,8",
+                        "--steps=1", "--eval_examples=10", f"--output={output}", zoo_dir=tiny_zoo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    curves = json.loads((tmp_path / "few.json").read_text())
+    assert set(curves) == {"tiny_a", "tiny_b"} and list(curves["tiny_a"]) == ["0", "4", "8"]
+    assert (tmp_path / "few.png").read_bytes()[:4] == b"\x89PNG"
+    result = run_script("compare_models.py", "--candidate=tiny_a", "--baselines=tiny_b",
+                        "--pgd_at=tiny_b", zoo_dir=tiny_zoo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| tiny_a | standard | 20 |" in result.stdout and "target >= +5" in result.stdout
+
+
+def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
+    output = tmp_path / "throughput.md"
+    result = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=pgd_at,mat,mat+pool",
+                        "--steps=1", f"--output={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = output.read_text()
+    assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool |" in table
