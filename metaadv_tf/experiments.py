@@ -1,13 +1,16 @@
 """Shared steps of the experiment scripts (ablation, leave-one-attack-out, few-shot adaptation)."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import sys
 from typing import Any, Sequence
 
 from metaadv_tf import data
 from metaadv_tf.attacks import Attack
 from metaadv_tf.evaluation import evaluate
+from metaadv_tf.io_utils import atomic_write_text
 from metaadv_tf.training import TrainConfig, Trainer
 
 
@@ -41,6 +44,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                       *(percent_row(row) for row in rows)])
 
 
+def write_results(output: str, title: str, description: str, table: str, records: Any) -> None:
+    """Writes ``output`` (Markdown: title, description, the command that made it, the table) and
+    ``records`` as JSON beside it (same name, ``.json``), both atomically; prints the table."""
+    atomic_write_text(output, f"# {title}\n\n{description}\n\nProduced by"
+                              f" `{script_command(sys.argv)}`.\n\n{table}\n")
+    atomic_write_text(os.path.splitext(output)[0] + ".json", json.dumps(records, indent=2) + "\n")
+    print(table)
+
+
 def script_command(argv: Sequence[str]) -> str:
-    """The command line that reran a script, for the results files."""
+    """The command line that ran a script, for the results files."""
     return "python " + shlex.join([os.path.relpath(argv[0]), *argv[1:]])

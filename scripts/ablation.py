@@ -9,17 +9,14 @@ worst case over each group. Runs live in --workdir and resume when the script is
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf.attack_specs import parse_attacks  # noqa: E402
-from metaadv_tf.experiments import markdown_table, script_command, train_and_evaluate  # noqa: E402
-from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
+from metaadv_tf.experiments import markdown_table, train_and_evaluate, write_results  # noqa: E402
 from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -74,16 +71,11 @@ def main(argv: list[str]) -> None:
     del argv
     names = FLAGS.variants or list(VARIANTS)
     rows = [run_variant(name) for name in names]
-    command = script_command(sys.argv)
-    table = markdown(rows)
-    examples = rows[0]["report"]["num_examples"]
-    atomic_write_text(FLAGS.output, (
-        f"# MAT extensions ablation\n\nSmall CNN, Fashion-MNIST, second-order MAT, {FLAGS.steps} steps"
-        f" of 2 tasks x (32 + 32) images, seed {FLAGS.seed}; robust accuracy (%) on the first"
-        f" {examples} test images. Seen = training attacks ({FLAGS.train_attacks}); unseen ="
-        f" {FLAGS.unseen_attacks}.\n\nProduced by `{command}`.\n\n{table}\n"))
-    atomic_write_text(os.path.splitext(FLAGS.output)[0] + ".json", json.dumps(rows, indent=2) + "\n")
-    print(table)
+    write_results(FLAGS.output, "MAT extensions ablation", (
+        f"Small CNN, Fashion-MNIST, second-order MAT, {FLAGS.steps} steps of 2 tasks x (32 + 32)"
+        f" images, seed {FLAGS.seed}; robust accuracy (%) on the first {FLAGS.eval_examples} test"
+        f" images. Seen = training attacks ({FLAGS.train_attacks}); unseen = {FLAGS.unseen_attacks}."
+    ), markdown(rows), rows)
 
 
 if __name__ == "__main__":

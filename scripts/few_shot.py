@@ -10,9 +10,7 @@ as JSON and a plot (PNG) next to --output.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,9 +19,9 @@ from absl import app, flags  # noqa: E402
 from metaadv_tf import data, zoo  # noqa: E402
 from metaadv_tf.attack_specs import parse_attack  # noqa: E402
 from metaadv_tf.evaluation import evaluate  # noqa: E402
-from metaadv_tf.experiments import markdown_table, script_command  # noqa: E402
+from metaadv_tf.experiments import markdown_table, write_results  # noqa: E402
 from metaadv_tf.finetune import finetune  # noqa: E402
-from metaadv_tf.io_utils import atomic_save, atomic_write_text  # noqa: E402
+from metaadv_tf.io_utils import atomic_save  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["cnn_mat", "cnn_pgd_at"], "Zoo models to adapt.")
@@ -78,14 +76,11 @@ def main(argv: list[str]) -> None:
     table = markdown_table(["model", *(f"k={k}" for k in [0, *shots]), f"gain at k={shots[-1]}"], [
         [name, *curve.values(), f"{100 * (curve[shots[-1]] - curve[0]):+.1f}"] for name, curve in curves.items()
     ])
-    atomic_write_text(FLAGS.output, (
-        f"# Few-shot adaptation to {FLAGS.attack}\n\nRobust accuracy (%) on the first"
-        f" {FLAGS.eval_examples} test images after {FLAGS.steps} fine-tuning steps on k adversarial"
-        f" training examples ({os.path.basename(base)}.png).\n\nProduced by"
-        f" `{script_command(sys.argv)}`.\n\n{table}\n"))
-    atomic_write_text(base + ".json", json.dumps(curves, indent=2) + "\n")
+    write_results(FLAGS.output, f"Few-shot adaptation to {FLAGS.attack}", (
+        f"Robust accuracy (%) on the first {FLAGS.eval_examples} test images after {FLAGS.steps}"
+        f" fine-tuning steps on k adversarial training examples ({os.path.basename(base)}.png)."
+    ), table, curves)
     plot(curves, base + ".png")
-    print(table)
 
 
 if __name__ == "__main__":

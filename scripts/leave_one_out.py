@@ -9,17 +9,14 @@ images under all families; the table reports accuracy on the held-out one. Runs 
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf.attack_specs import parse_attacks, split_specs  # noqa: E402
-from metaadv_tf.experiments import markdown_table, script_command, train_and_evaluate  # noqa: E402
-from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
+from metaadv_tf.experiments import markdown_table, train_and_evaluate, write_results  # noqa: E402
 from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -60,13 +57,11 @@ def main(argv: list[str]) -> None:
         rows.append([held_out, *accuracies])
     header = ["held-out family", *(f"{method} {column}" for method in FLAGS.methods
                                    for column in ("clean", "held-out acc"))]
-    table = markdown_table(header, rows)
-    atomic_write_text(FLAGS.output, (
-        f"# Leave one attack family out\n\nSmall CNN, Fashion-MNIST, {FLAGS.steps} steps x 128 images"
-        f" per run, seed {FLAGS.seed}; accuracy (%) on the first {FLAGS.eval_examples} test images"
-        f" under the family left out of training.\n\nProduced by `{script_command(sys.argv)}`.\n\n{table}\n"))
-    atomic_write_text(os.path.splitext(FLAGS.output)[0] + ".json", json.dumps(records, indent=2) + "\n")
-    print(table)
+    write_results(FLAGS.output, "Leave one attack family out", (
+        f"Small CNN, Fashion-MNIST, {FLAGS.steps} steps x 128 images per run, seed {FLAGS.seed};"
+        f" accuracy (%) on the first {FLAGS.eval_examples} test images under the family left out"
+        " of training."
+    ), markdown_table(header, rows), records)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/
 workdir resumes from the latest checkpoint listed in ``checkpoints/checkpoint``, after reading all of
 it back: a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
 nothing is loaded. Leftovers of a save that was killed are never listed there, so they are ignored
-(the next save of that step overwrites them). A non-finite loss stops the run before anything is
-saved, so the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and stop.
+(the next save of that step overwrites them). A resumed run continues as an uninterrupted one would,
+except for the attacks' random numbers (e.g. PGD's random starts): stateful TensorFlow random ops,
+seeded by ``seed`` but with positions that are not checkpointed, so after a resume they follow a
+different, equally distributed stream. A non-finite loss stops the run before anything is saved, so
+the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and stop.
 
 BatchNorm statistics policy: the moving statistics follow every training-mode loss forward pass
 (inner support passes, outer query passes, attack-augmented batches); attack-generation passes do
