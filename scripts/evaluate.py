@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf import data, zoo  # noqa: E402
+from metaadv_tf import data, flag_utils, zoo  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None, "A zoo model name or the path to a .keras model file.", required=True
@@ -77,10 +76,7 @@ def run() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        run()
-    except (ValueError, OSError, RuntimeError) as error:
-        sys.exit(f"Error: {error}")
+    flag_utils.exit_on_error(run)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ Serving expects numbered version directories: export to ``<base>/<version>``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from metaadv_tf import flag_utils  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "A zoo model name or a .keras file.", required=True)
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel directory to write.", required=True)
@@ -27,10 +28,8 @@ def main(argv: Sequence[str]) -> None:
     from metaadv_tf.export import export_saved_model
     from metaadv_tf.zoo import resolve_model
 
-    try:
-        path = export_saved_model(resolve_model(_MODEL.value), _EXPORT_DIR.value, overwrite=_OVERWRITE.value)
-    except (ValueError, OSError) as error:
-        sys.exit(f"Error: {error}")
+    path = flag_utils.exit_on_error(lambda: export_saved_model(
+        resolve_model(_MODEL.value), _EXPORT_DIR.value, overwrite=_OVERWRITE.value))
     print(f"Exported {_MODEL.value} -> {path} (signatures: serving_default, serving_uint8)")
 
 

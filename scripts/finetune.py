@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from metaadv_tf import flag_utils  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "Zoo model name.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", None, "Attack specs to adapt to, e.g. 'mim,pgd_l2'.", required=True)
@@ -89,10 +90,7 @@ def summary(report: dict) -> str:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        report = run()
-    except (ValueError, OSError) as error:
-        sys.exit(f"Error: {error}")
+    report = flag_utils.exit_on_error(run)
     print(summary(report))
 
 

@@ -10,14 +10,13 @@ Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish elsewhere.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf import zoo  # noqa: E402
+from metaadv_tf import flag_utils, zoo  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a finished training run.", required=True)
 _NAME = flags.DEFINE_string("name", None, "Zoo name of the model, e.g. resnet18_mat.", required=True)
@@ -42,14 +41,11 @@ def main(argv: Sequence[str]) -> None:
     if (_THREAT_MODEL.value is None) != (_EPS.value is None):
         raise app.UsageError("Give --threat_model and --eps together, or neither.")
     threat_model = (_THREAT_MODEL.value, _EPS.value) if _THREAT_MODEL.value else None
-    try:
-        card = zoo.publish(
-            _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
-            float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
-            overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
-        )
-    except (ValueError, OSError) as error:
-        sys.exit(f"Error: {error}")
+    card = flag_utils.exit_on_error(lambda: zoo.publish(
+        _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
+        float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
+        overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
+    ))
     path = os.path.join(zoo.zoo_dir(_ZOO_DIR.value), f"{card.name}.json")
     print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {path}")
     print(f"clean {card.metrics['clean_accuracy']:.4f}, worst case {card.metrics['worst_case_accuracy']:.4f}")
