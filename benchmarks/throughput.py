@@ -9,7 +9,6 @@ shared 2-core machine vary by ±30 %: compare methods within one run.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import time

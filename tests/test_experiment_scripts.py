@@ -6,7 +6,7 @@ import json
 import pytest
 
 from metaadv_tf import zoo
-from helpers import ROOT, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ not move them. Under a distribution strategy they are averaged across replicas a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import math
@@ -28,7 +29,6 @@ import time
 from typing import Iterator
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from metaadv_tf import data
@@ -299,12 +299,18 @@ class Trainer:
                     tf.summary.scalar(f"task_loss/{names.names[task_id]}", task_loss)
                     tf.summary.scalar(f"task_weight/{names.names[task_id]}", weight)
 
-    def _write_evaluation(self, writer, step: int) -> None:
+    @functools.cached_property
+    def _eval_set(self) -> tuple:
+        """(images, labels, attacks) of the in-training evaluation, read once per run."""
         from metaadv_tf.attack_specs import parse_attacks
-        from metaadv_tf.evaluation import evaluate
 
         x, y = data.load_arrays(self.config.dataset, "test", self.config.eval_examples)
-        report = evaluate(self.model, x, y, parse_attacks(self.config.eval_attacks))
+        return x, y, parse_attacks(self.config.eval_attacks)
+
+    def _write_evaluation(self, writer, step: int) -> None:
+        from metaadv_tf.evaluation import evaluate
+
+        report = evaluate(self.model, *self._eval_set)
         with writer.as_default(step=step):
             tf.summary.scalar("eval/clean_accuracy", report.clean_accuracy)
             tf.summary.scalar("eval/worst_case_accuracy", report.worst_case_accuracy)
