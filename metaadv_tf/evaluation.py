@@ -24,6 +24,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from metaadv_tf.attacks import Attack, get_attack
+from metaadv_tf.evaluation_cache import EvaluationCache
 from metaadv_tf.io_utils import atomic_write_text
 from metaadv_tf.registry import unknown_name_message
 from metaadv_tf.validation import check_images, check_positive_int
@@ -31,6 +32,7 @@ from metaadv_tf.validation import check_images, check_positive_int
 ModelFn = Callable[[tf.Tensor], tf.Tensor]
 CorrectFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 Batch = tuple[np.ndarray, np.ndarray]
+CLEAN_LABEL = "clean"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,8 @@ def evaluate(
     *,
     groups: Mapping[str, Sequence[str]] | None = None,
     batch_size: int = 100,
+    seed: int | None = None,
+    cache: EvaluationCache | None = None,
     progress: bool = False,
 ) -> EvaluationReport:
     """Clean, per-attack and worst-case accuracy of ``model`` on images ``x`` with labels ``y``.
@@ -100,7 +104,9 @@ def evaluate(
     ``attacks`` are Attack objects or names for ``get_attack``. An attack name used twice is
     labelled ``name(eps=...)``. ``groups`` maps a group name to attack labels or names, and adds
     the worst-case accuracy over each group. Each attack runs under ``tf.function``, traced once;
-    ``progress`` shows a tqdm bar per attack.
+    ``progress`` shows a tqdm bar per attack. ``seed`` reseeds the random number generators
+    before each attack, so an attack's result does not depend on the others in the list.
+    ``cache`` keeps each finished attack's results: a rerun after an interruption skips them.
     """
     x = check_images(x, _input_shape(model))
     if len(x) == 0:
@@ -112,13 +118,25 @@ def evaluate(
     members = _group_members(groups or {}, labelled)
 
     batches = _batches(x, y, batch_size)
-    clean = _run(tf.function(_correct_fn(model_fn)), batches, len(x), "clean", progress)
+
+    def correct_flags(label: str, make_step: Callable[[], CorrectFn]) -> tuple[np.ndarray, float]:
+        stored = cache.get(label, len(x)) if cache else None
+        if stored is not None:
+            return stored
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        flags = _run(make_step(), batches, len(x), label, progress)
+        result = flags, time.perf_counter() - start
+        if cache:
+            cache.put(label, *result)
+        return result
+
+    clean, _ = correct_flags(CLEAN_LABEL, lambda: tf.function(_correct_fn(model_fn)))
     robust, seconds = {}, {}
     for label, attack in labelled.items():
-        start = time.perf_counter()
-        step = _attack_step(attack, model_fn)
-        robust[label] = clean & _run(step, batches, len(x), label, progress)
-        seconds[label] = time.perf_counter() - start
+        flags, seconds[label] = correct_flags(label, lambda: _attack_step(attack, model_fn))
+        robust[label] = clean & flags
 
     def worst_case(labels: Sequence[str]) -> float:
         return float(np.mean(np.logical_and.reduce([clean] + [robust[lab] for lab in labels])))

@@ -5,31 +5,37 @@ import json
 import os
 import shlex
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from metaadv_tf import data
-from metaadv_tf.attacks import Attack
-from metaadv_tf.evaluation import evaluate
+from metaadv_tf import zoo
 from metaadv_tf.io_utils import atomic_write_text
 from metaadv_tf.training import TrainConfig, Trainer
 
 
 def train_and_evaluate(
-    config: TrainConfig,
-    workdir: str,
-    attacks: Sequence[Attack],
-    groups: dict[str, list[str]],
-    num_examples: int,
-    progress: bool = True,
+    config: TrainConfig, workdir: str, protocol: Mapping[str, Any], progress: bool = True
 ) -> dict[str, Any]:
-    """Trains (or resumes) ``config`` in ``workdir``, evaluates the model on the first
-    ``num_examples`` test images of its dataset; returns budget and report as plain values."""
+    """Trains (or resumes) ``config`` in ``workdir`` and evaluates the model with ``protocol``
+    (``zoo.evaluation_protocol``), resumably; returns budget and report as plain values."""
     trainer = Trainer(config, workdir)
     result = trainer.train(progress=progress)
-    x, y = data.load_arrays(config.dataset, "test", num_examples)
-    report = evaluate(trainer.model, x, y, list(attacks), groups=groups, batch_size=250, progress=progress)
+    report = zoo.evaluate_protocol(trainer.model, config.dataset, protocol, progress=progress,
+                                   cache_path=os.path.join(workdir, zoo.EVALUATION_CACHE))
     return {"train_seconds": result.train_seconds, "images_seen": result.images_seen,
             "steps": result.steps, "report": report.to_dict()}
+
+
+def group_table(rows: Sequence[Mapping[str, Any]], name_key: str) -> str:
+    """Clean, per-attack and worst seen / unseen accuracy (%) and training seconds, one row per
+    ``train_and_evaluate`` record, labelled by ``record[name_key]``."""
+    labels = list(rows[0]["report"]["robust_accuracy"])
+    header = [name_key, "clean", *labels, "worst seen", "worst unseen", "train s"]
+    return markdown_table(header, [
+        [row[name_key], row["report"]["clean_accuracy"], *row["report"]["robust_accuracy"].values(),
+         row["report"]["worst_case_by_group"]["seen"], row["report"]["worst_case_by_group"]["unseen"],
+         f"{row['train_seconds']:.0f}"]
+        for row in rows
+    ])
 
 
 def percent_row(cells: Sequence[Any]) -> str:

@@ -54,6 +54,7 @@ FLOAT16_LOGIT_TOLERANCE = 1e-3  # float16 weights are kept only if no logit move
 GOLDEN_EXAMPLES = 4
 GOLDEN_DECIMALS = 6
 GOLDEN_ATOL = 1e-3
+EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publish resumes evaluating there
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _NORM_LABELS = {"inf": "Linf", 2: "L2"}
@@ -375,23 +376,28 @@ def evaluate_protocol(
     protocol: Mapping[str, Any],
     *,
     data_dir: str | None = None,
+    cache_path: str | None = None,
     progress: bool = False,
 ) -> "EvaluationReport":
-    """Runs ``protocol`` on the first ``num_examples`` images of ``dataset``, attacks seeded.
+    """Runs ``protocol`` on the first ``num_examples`` images of ``dataset``, each attack seeded.
 
     The one code path behind a card's metrics and ``scripts/evaluate.py``, so they agree.
+    ``cache_path`` (a JSON file) keeps finished attacks, so an interrupted evaluation resumes;
+    it is keyed by the weights and the protocol, so results of another model are never reused.
     """
-    import keras
-
     from metaadv_tf import data
     from metaadv_tf.attack_specs import parse_attacks
     from metaadv_tf.evaluation import evaluate
+    from metaadv_tf.evaluation_cache import EvaluationCache, evaluation_key
 
     x, y = data.load_arrays(dataset, protocol["split"], protocol["num_examples"], data_dir)
-    keras.utils.set_random_seed(protocol["seed"])
+    cache = None
+    if cache_path:
+        key = evaluation_key([w.numpy() for w in model.weights], protocol, dataset)
+        cache = EvaluationCache(cache_path, key)
     return evaluate(
         model, x, y, parse_attacks(protocol["attacks"]), groups=protocol["groups"] or None,
-        batch_size=protocol["batch_size"], progress=progress,
+        batch_size=protocol["batch_size"], seed=protocol["seed"], cache=cache, progress=progress,
     )
 
 
@@ -480,7 +486,8 @@ def publish(
     x, _ = data.load_arrays(config.dataset, protocol["split"], num_examples, data_dir)
     weights_file = os.path.join(directory, f"{name}.weights.h5")
     published, dtype = _store_weights(trained, build, weights_file, float16, x)
-    report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir, progress=progress)
+    report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir,
+                               cache_path=os.path.join(workdir, EVALUATION_CACHE), progress=progress)
     card = ModelCard(
         name=name, architecture=config.model, architecture_args=arguments,
         dataset=config.dataset, input_shape=tuple(info.image_shape), num_classes=info.num_classes,

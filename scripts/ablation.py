@@ -15,8 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from metaadv_tf import zoo  # noqa: E402
 from metaadv_tf.attack_specs import parse_attacks  # noqa: E402
-from metaadv_tf.experiments import markdown_table, train_and_evaluate, write_results  # noqa: E402
+from metaadv_tf.experiments import group_table, train_and_evaluate, write_results  # noqa: E402
 from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -50,21 +51,10 @@ def run_variant(name: str) -> dict:
     """Trains (or resumes) one variant and evaluates it; returns its row of numbers."""
     seen, unseen = parse_attacks(FLAGS.train_attacks), parse_attacks(FLAGS.unseen_attacks)
     groups = {"seen": [a.name for a in seen], "unseen": [a.name for a in unseen]}
-    row = train_and_evaluate(variant_config(VARIANTS[name]), os.path.join(FLAGS.workdir, name),
-                             seen + unseen, groups, FLAGS.eval_examples)
+    protocol = zoo.evaluation_protocol(f"{FLAGS.train_attacks},{FLAGS.unseen_attacks}", FLAGS.eval_examples,
+                                       groups=groups, batch_size=250, seed=FLAGS.seed)
+    row = train_and_evaluate(variant_config(VARIANTS[name]), os.path.join(FLAGS.workdir, name), protocol)
     return {"variant": name, **row}
-
-
-def markdown(rows: list[dict]) -> str:
-    """The ablation table: accuracies in %, per attack and worst case per group."""
-    labels = list(rows[0]["report"]["robust_accuracy"])
-    header = ["variant", "clean", *labels, "worst seen", "worst unseen", "train s"]
-    return markdown_table(header, [
-        [row["variant"], row["report"]["clean_accuracy"], *row["report"]["robust_accuracy"].values(),
-         row["report"]["worst_case_by_group"]["seen"], row["report"]["worst_case_by_group"]["unseen"],
-         f"{row['train_seconds']:.0f}"]
-        for row in rows
-    ])
 
 
 def main(argv: list[str]) -> None:
@@ -75,7 +65,7 @@ def main(argv: list[str]) -> None:
         f"Small CNN, Fashion-MNIST, second-order MAT, {FLAGS.steps} steps of 2 tasks x (32 + 32)"
         f" images, seed {FLAGS.seed}; robust accuracy (%) on the first {FLAGS.eval_examples} test"
         f" images. Seen = training attacks ({FLAGS.train_attacks}); unseen = {FLAGS.unseen_attacks}."
-    ), markdown(rows), rows)
+    ), group_table(rows, "variant"), rows)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ model name; for a zoo model, every flag not given defaults to its card's evaluat
 (dataset, attacks, seen/unseen groups, split, N, batch size, seed), which reproduces the card's
 metrics: `python scripts/evaluate.py --model=resnet18_mat`. `--output report.json` also writes
 the report as JSON and the table next to it as `report.md`. Attacks are specs such as
-`pgd_linf(eps=0.1,steps=20)`; `--seed` seeds the attacks' randomness (e.g. PGD's random start).
+`pgd_linf(eps=0.1,steps=20)`; `--seed` seeds the attacks' randomness (e.g. PGD's random start),
+each attack separately. `--cache=FILE` makes a long evaluation resumable: rerun to continue.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ _OUTPUT = flags.DEFINE_string(
     "output", None, "JSON report path; the Markdown table is written next to it (.md)."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
+_CACHE = flags.DEFINE_string(
+    "cache", None, "JSON file keeping finished attacks: rerun the same command to resume."
+)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, f"Data directory (default: ${data.DATA_DIR_ENV} or ~/tensorflow_datasets)."
 )
@@ -64,7 +68,8 @@ def run() -> None:
     dataset = card.dataset if card and not _DATASET.present else _DATASET.value
     protocol = protocol_from_flags(card)
     model = zoo.resolve_model(_MODEL.value)
-    report = zoo.evaluate_protocol(model, dataset, protocol, data_dir=_DATA_DIR.value, progress=True)
+    report = zoo.evaluate_protocol(model, dataset, protocol, data_dir=_DATA_DIR.value,
+                                   cache_path=_CACHE.value, progress=True)
     metadata = {"model": _MODEL.value, "dataset": dataset, **protocol}
     report = dataclasses.replace(report, metadata=metadata)
     print(report.to_table())

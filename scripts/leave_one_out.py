@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from metaadv_tf import zoo  # noqa: E402
 from metaadv_tf.attack_specs import parse_attacks, split_specs  # noqa: E402
 from metaadv_tf.experiments import markdown_table, train_and_evaluate, write_results  # noqa: E402
 from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
@@ -44,14 +45,14 @@ def main(argv: list[str]) -> None:
     del argv
     specs = split_specs(FLAGS.families)
     attacks = parse_attacks(specs)
+    protocol = zoo.evaluation_protocol(specs, FLAGS.eval_examples, groups={}, batch_size=250, seed=FLAGS.seed)
     rows, records = [], []
     for held_out, attack in zip(specs, attacks):
         trained_on = ",".join(spec for spec in specs if spec != held_out)
         accuracies = []
         for method in FLAGS.methods:
             workdir = os.path.join(FLAGS.workdir, f"without_{attack.name}", method)
-            record = train_and_evaluate(run_config(method, trained_on), workdir, attacks,
-                                        {"held_out": [attack.name]}, FLAGS.eval_examples)
+            record = train_and_evaluate(run_config(method, trained_on), workdir, protocol)
             records.append({"held_out": held_out, "method": method, **record})
             accuracies += [record["report"]["clean_accuracy"], record["report"]["robust_accuracy"][attack.name]]
         rows.append([held_out, *accuracies])

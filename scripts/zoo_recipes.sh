@@ -20,8 +20,8 @@ declare -A RECIPES=(
   [cnn_mat]="$CNN --method=mat --train_attacks=$TASKS $META"
   [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
   [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
-  [resnet18_mat]="--model=resnet18 --method=mat --train_attacks=$TASKS $META --epochs=2 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
-  [resnet18_pgd_at]="--model=resnet18 --method=pgd_at --pgd_steps=7 --epochs=2 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
+  [resnet18_mat]="--model=resnet18 --method=mat --train_attacks=$TASKS $META --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
+  [resnet18_pgd_at]="--model=resnet18 --method=pgd_at --pgd_steps=7 --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" | sort; exit 0; fi

@@ -176,3 +176,62 @@ def test_evaluate_report_is_json_serializable(threshold_data, tmp_path):
     report.to_json(str(tmp_path / "r.json"))
     loaded = EvaluationReport.from_json(str(tmp_path / "r.json"))
     assert loaded.attack_settings["a"] == {"name": "a", "norm": "inf", "eps": 1.0, "steps": 3}
+
+
+@dataclasses.dataclass
+class RandomFlipAttack(FlipAttack):
+    """Flips pixel (0, 0) of a random half of the examples (a stateful random op)."""
+
+    def __call__(self, model_fn, x, y=None):
+        hit = tf.random.uniform(tf.shape(x)[:1]) < 0.5
+        corner = np.zeros((1,) + tuple(x.shape[1:]), np.float32)
+        corner[0, 0, 0, 0] = 1.0
+        return tf.where(hit[:, None, None, None], x + corner * (1.0 - 2.0 * x), x)
+
+
+def test_seeded_attack_does_not_depend_on_the_others(threshold_data, tmp_path):
+    from metaadv_tf.evaluation_cache import EvaluationCache
+
+    x, y = (np.tile(array, (20,) + (1,) * (array.ndim - 1)) for array in threshold_data)
+    flags = []
+    for attacks in ([RandomFlipAttack("noisy", ())], [RandomFlipAttack("other", ()), RandomFlipAttack("noisy", ())]):
+        cache = EvaluationCache(str(tmp_path / f"{len(attacks)}.json"), "k")
+        evaluate(threshold_model, x, y, attacks, seed=7, cache=cache)
+        flags.append(cache.get("noisy", len(x))[0])
+    assert 0 < flags[0].sum() < len(x) - 20  # some examples flipped, some not
+    np.testing.assert_array_equal(flags[0], flags[1])
+
+
+def test_cache_resumes_an_interrupted_evaluation(cnn, tmp_path, monkeypatch):
+    import metaadv_tf.evaluation as evaluation
+    from metaadv_tf.evaluation_cache import EvaluationCache
+
+    x = np.random.default_rng(4).uniform(size=(20, 28, 28, 1)).astype(np.float32)
+    y = np.arange(20, dtype=np.int32) % 10
+    attacks = [get_attack("fgsm", eps=0.05), get_attack("pgd_linf", eps=0.05, steps=2)]
+    uninterrupted = evaluate(cnn, x, y, attacks, seed=1)
+    path = str(tmp_path / "cache.json")
+    evaluate(cnn, x, y, attacks[:1], seed=1, cache=EvaluationCache(path, "k"))  # "killed" after fgsm
+    built = []
+    original = evaluation._attack_step
+    monkeypatch.setattr(evaluation, "_attack_step", lambda a, f: built.append(a.name) or original(a, f))
+    resumed = evaluate(cnn, x, y, attacks, seed=1, cache=EvaluationCache(path, "k"))
+    assert built == ["pgd_linf"]
+    assert resumed.robust_accuracy == uninterrupted.robust_accuracy
+    assert resumed.worst_case_accuracy == uninterrupted.worst_case_accuracy
+    built.clear()
+    evaluate(cnn, x, y, attacks, seed=1, cache=EvaluationCache(path, "another model"))
+    assert built == ["fgsm", "pgd_linf"]  # results under another key are not reused
+
+
+def test_unreadable_cache_is_set_aside(tmp_path, caplog):
+    from metaadv_tf.evaluation_cache import EvaluationCache
+
+    path = tmp_path / "cache.json"
+    path.write_text('{"key": "k", "results": {"clean": {"flags": "10"')  # truncated
+    cache = EvaluationCache(str(path), "k")
+    assert cache.get("clean", 2) is None
+    assert "unreadable evaluation cache" in caplog.text
+    cache.put("clean", np.array([True, False]), 1.5)
+    flags, seconds = EvaluationCache(str(path), "k").get("clean", 2)
+    assert flags.tolist() == [True, False] and seconds == 1.5

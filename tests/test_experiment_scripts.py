@@ -62,3 +62,24 @@ def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = output.read_text()
     assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool |" in table
+
+
+def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
+    from metaadv_tf.training import MetaConfig, TrainConfig, train
+
+    base = TrainConfig(method="mat", model="cnn", model_args={"width": 4}, train_examples=64, steps=1,
+                       epochs=None, meta=MetaConfig(num_tasks=2, support_size=8, query_size=8),
+                       train_attacks="fgsm,pgd_linf(steps=2)", checkpoint_every=1)
+    train(base, str(tmp_path / "base"), progress=False)
+    zoo.publish(str(tmp_path / "base"), "tiny_mat", num_examples=4, directory=str(tmp_path / "zoo"))
+    output = tmp_path / "recipes.md"
+    arguments = ["--base=tiny_mat", "--reference=tiny_mat", "--recipes=longer_inner", f"--output={output}",
+                 f"--workdir={tmp_path / 'runs'}"]
+    result = run_script("recipe_search.py", *arguments, "--eval_examples=4", zoo_dir=tmp_path / "zoo")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "recipes.json").read_text())
+    assert [row["recipe"] for row in rows] == ["tiny_mat (zoo)", "longer_inner"]
+    assert rows[1]["config"]["meta"] == {**json.loads(base.to_json())["meta"], "inner_steps": 3}
+    assert "| longer_inner |" in output.read_text() and "worst unseen" in output.read_text()
+    result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo")
+    assert result.returncode == 1 and "evaluated with another protocol" in result.stderr
