@@ -22,7 +22,7 @@ from absl import app, flags  # noqa: E402
 
 from metaadv_tf import flag_utils, zoo  # noqa: E402
 from metaadv_tf.experiments import group_table, train_and_evaluate, write_results  # noqa: E402
-from metaadv_tf.training import MetaConfig, TrainConfig  # noqa: E402
+from metaadv_tf.training import TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("base", "cnn_mat", "Zoo model whose training recipe the search varies.")
