@@ -44,11 +44,12 @@ def test_leave_one_out_script(tmp_path):
 def test_few_shot_script_and_comparison(tiny_zoo, tmp_path):
     output = tmp_path / "few.md"
     result = run_script("few_shot.py", "--models=tiny_a,tiny_b", "--attack=mim(steps=2)", "--shots=4,8",
-                        "--steps=1", "--eval_examples=10", f"--output={output}", zoo_dir=tiny_zoo)
+                        "--target_k=8", "--steps=1", "--eval_examples=10", f"--output={output}", zoo_dir=tiny_zoo)
     assert result.returncode == 0, result.stderr[-2000:]
     curves = json.loads((tmp_path / "few.json").read_text())
     assert set(curves) == {"tiny_a", "tiny_b"} and list(curves["tiny_a"]) == ["0", "4", "8"]
     assert (tmp_path / "few.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Gain at k=8: tiny_a" in output.read_text()
     result = run_script("compare_models.py", "--candidate=tiny_a", "--baselines=tiny_b",
                         "--pgd_at=tiny_b", zoo_dir=tiny_zoo)
     assert result.returncode == 0, result.stderr[-2000:]
