@@ -14,7 +14,10 @@ import tensorflow as tf
 
 from metaadv_tf.attacks import Attack
 from metaadv_tf.evaluation import check_labels
+from metaadv_tf.registry import check_choice
 from metaadv_tf.validation import check_images, check_positive, check_positive_int
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
 
 
 def finetune(
@@ -26,13 +29,14 @@ def finetune(
     steps: int,
     learning_rate: float = 1e-4,
     batch_size: int = 32,
+    optimizer: str = "adam",
     seed: int = 0,
 ) -> keras.Model:
     """A copy of ``model`` adversarially trained on images ``x`` (float32 in [0, 1]), labels ``y``.
 
     Each step draws min(``batch_size``, len(x)) examples without replacement, attacks them with
-    every attack against the current weights, and takes one Adam step on the cross-entropy
-    averaged over the attacks. BatchNorm and Dropout stay in inference mode, so a few examples
+    every attack against the current weights, and takes one step of ``optimizer`` ("adam" or
+    "sgd", the optimizer of MAT's inner loop) on the cross-entropy averaged over the attacks. BatchNorm and Dropout stay in inference mode, so a few examples
     cannot overwrite the moving statistics learned on the full training set. ``model`` itself
     is not changed.
     """
@@ -44,9 +48,10 @@ def finetune(
     size = min(check_positive_int("batch_size", batch_size), len(x))
     tuned = type(model).from_config(model.get_config())  # the same class, e.g. ResNet18
     tuned.set_weights(model.get_weights())
-    optimizer = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
-    optimizer.build(tuned.trainable_variables)
-    step = _train_step(tuned, optimizer, attacks)
+    learning_rate = check_positive("learning_rate", learning_rate)
+    update = OPTIMIZERS[check_choice("optimizer", optimizer, list(OPTIMIZERS))](learning_rate)
+    update.build(tuned.trainable_variables)
+    step = _train_step(tuned, update, attacks)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         batch = rng.choice(len(x), size, replace=False)

@@ -28,7 +28,8 @@ flags.DEFINE_list("models", ["cnn_mat", "cnn_pgd_at"], "Zoo models to adapt.")
 flags.DEFINE_string("attack", "pgd_l2", "The unseen attack to adapt to (a spec).")
 flags.DEFINE_list("shots", ["10", "100", "1000"], "Numbers of training examples k.")
 flags.DEFINE_integer("steps", 50, "Fine-tuning steps, the same for every k.")
-flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning Adam learning rate.")
+flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Fine-tuning optimizer (sgd: as MAT's inner loop).")
 flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size (at most k).")
 flags.DEFINE_integer("eval_examples", 1000, "Test examples of the evaluation.")
 flags.DEFINE_integer("seed", 0, "Seed of the attacks and of the fine-tuning batches.")
@@ -46,7 +47,8 @@ def adaptation_curve(name: str, shots: list[int]) -> dict[int, float]:
     curve = {0: accuracy(model)}
     for k in shots:
         tuned = finetune(model, [attack], x_train[:k], y_train[:k], steps=FLAGS.steps,
-                         learning_rate=FLAGS.learning_rate, batch_size=min(FLAGS.batch_size, k), seed=FLAGS.seed)
+                         learning_rate=FLAGS.learning_rate, batch_size=min(FLAGS.batch_size, k),
+                         optimizer=FLAGS.optimizer, seed=FLAGS.seed)
         curve[k] = accuracy(tuned)
         print(f"{name}: k={k} robust accuracy {100 * curve[k]:.1f} %", flush=True)
     return curve
@@ -94,7 +96,7 @@ def main(argv: list[str]) -> None:
         table += "\n\n" + target_line(curves, FLAGS.target_k)
     write_results(FLAGS.output, f"Few-shot adaptation to {FLAGS.attack}", (
         f"Robust accuracy (%) on the first {FLAGS.eval_examples} test images after {FLAGS.steps}"
-        f" fine-tuning steps (Adam, learning rate {FLAGS.learning_rate:g}, batches of"
+        f" fine-tuning steps ({FLAGS.optimizer}, learning rate {FLAGS.learning_rate:g}, batches of"
         f" min({FLAGS.batch_size}, k)) on the adversarial versions of the first k training images;"
         f" k = 0 is the published model. Seed {FLAGS.seed}. Plot: {os.path.basename(base)}.png."
     ), table, curves)

@@ -25,7 +25,8 @@ _MODEL = flags.DEFINE_string("model", None, "Zoo model name.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", None, "Attack specs to adapt to, e.g. 'mim,pgd_l2'.", required=True)
 _SHOTS = flags.DEFINE_integer("shots", 100, "Fine-tune on the first N training examples.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning steps.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Learning rate of --optimizer.")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "sgd: as MAT's inner loop.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per step (at most --shots).")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 500, "Evaluate on the first N test examples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of batch sampling and the attacks' randomness.")
@@ -60,7 +61,8 @@ def run() -> dict:
     start = time.perf_counter()
     tuned = finetune(
         model, parse_attacks(protocol["attacks"]), x, y, steps=_STEPS.value,
-        learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value, seed=_SEED.value,
+        learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value, optimizer=_OPTIMIZER.value,
+        seed=_SEED.value,
     )
     seconds = time.perf_counter() - start
     weights = os.path.join(_WORKDIR.value, "finetuned.weights.h5")
@@ -68,7 +70,8 @@ def run() -> dict:
     export_dir = export_saved_model(tuned, _EXPORT_DIR.value) if _EXPORT_DIR.value else None
     report = {
         "model": _MODEL.value, "protocol": protocol, "shots": _SHOTS.value, "steps": _STEPS.value,
-        "learning_rate": _LEARNING_RATE.value, "batch_size": _BATCH_SIZE.value, "seed": _SEED.value,
+        "optimizer": _OPTIMIZER.value, "learning_rate": _LEARNING_RATE.value, "batch_size": _BATCH_SIZE.value,
+        "seed": _SEED.value,
         "finetune_seconds": seconds, "weights": weights, "export_dir": export_dir,
         "before": before, "after": evaluate(tuned),
     }

@@ -80,11 +80,12 @@ def run() -> None:
         record = train_and_evaluate(config, os.path.join(FLAGS.workdir, name), protocol)
         rows.append({"recipe": name, "change": RECIPES[name][0], "config": json.loads(config.to_json()), **record})
     changes = "\n".join(f"- `{name}`: {change}." for name, (change, _, _) in RECIPES.items())
+    seen, unseen = (", ".join(zoo.STANDARD_GROUPS[group]) for group in ("seen", "unseen"))
     write_results(FLAGS.output, "MAT recipe search", (
         f"Small CNN, Fashion-MNIST; every recipe is `{FLAGS.base}`'s training recipe"
         f" ({base_card.train_steps} steps of {base.images_per_step} images, seed {base.seed}) with one"
-        f" change; zoo protocol on the first {FLAGS.eval_examples} test images (seen = fgsm, pgd_linf,"
-        f" bim; unseen = mim, pgd_l2, cw_l2, spsa). Rows marked (zoo) come from model cards.\n\n{changes}"
+        f" change; zoo protocol on the first {FLAGS.eval_examples} test images (seen = {seen};"
+        f" unseen = {unseen}). Rows marked (zoo) come from model cards.\n\n{changes}"
     ), group_table(rows, "recipe"), rows)
 
 

@@ -30,7 +30,9 @@ def shots():
     return data.load_arrays("fashion_mnist", "train", 8)
 
 
-def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_zoo, shots):
+@pytest.mark.parametrize("optimizer, learning_rate", [("adam", 1e-2), ("sgd", 0.05)])
+def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_zoo, shots, optimizer,
+                                                                           learning_rate):
     model = zoo.load_model(TINY, directory=str(tiny_zoo))
     before = [np.array(w) for w in model.weights]
     x, y = shots
@@ -40,7 +42,7 @@ def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_
         forward = lambda images: m(images, training=False)  # noqa: E731
         return float(np.mean(np.argmax(forward(attacks[0](forward, tf.constant(x), y)), -1) == y))
 
-    tuned = finetune(model, attacks, x, y, steps=30, learning_rate=1e-2, batch_size=8)
+    tuned = finetune(model, attacks, x, y, steps=30, learning_rate=learning_rate, batch_size=8, optimizer=optimizer)
     assert type(tuned) is type(model) and tuned is not model
     assert all(np.array_equal(b, np.array(w)) for b, w in zip(before, model.weights))
     assert robust_accuracy(tuned) > robust_accuracy(model)
@@ -50,7 +52,8 @@ def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_
 
 @pytest.mark.parametrize(
     "settings, message",
-    [({"steps": 0}, "steps must be an integer >= 1"), ({"learning_rate": -1.0}, "learning_rate must be")],
+    [({"steps": 0}, "steps must be an integer >= 1"), ({"learning_rate": -1.0}, "learning_rate must be"),
+     ({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'.*adam, sgd")],
 )
 def test_bad_settings_are_refused(tiny_zoo, shots, settings, message):
     model = zoo.load_model(TINY, directory=str(tiny_zoo))
