@@ -174,6 +174,24 @@ def get_attack(name: str, **settings: Any) -> Attack:
     return Attack(name, _resolve(name, spec, settings))
 
 
+def attack_labels(attacks: list[Attack]) -> list[str]:
+    """One label per attack: its name, or ``name(eps=...)`` when the name occurs more than once.
+
+    Raises ValueError when two attacks get the same label (same name and eps).
+    """
+    names = [attack.name for attack in attacks]
+    labels = [a.name if names.count(a.name) == 1 else f"{a.name}(eps={eps_label(a.eps)})" for a in attacks]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ValueError(f"Attack {label!r} appears twice; list each attack once. Received: {labels}")
+    return labels
+
+
+def eps_label(eps: Any) -> str:
+    """eps in ``%g`` format, or '-' when the attack has none."""
+    return "-" if eps is None else f"{eps:g}"
+
+
 def default_settings(name: str) -> dict[str, Any]:
     """Every setting of attack ``name`` with its default value."""
     return _resolve(name, ATTACKS.get(name), {})

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from metaadv_tf.attacks import Attack, get_attack
+from metaadv_tf.attacks import Attack, attack_labels, eps_label, get_attack
 from metaadv_tf.evaluation_cache import EvaluationCache
 from metaadv_tf.io_utils import atomic_write_text
 from metaadv_tf.registry import unknown_name_message
@@ -76,7 +76,7 @@ class EvaluationReport:
         rows = [("clean", "-", "-", self.clean_accuracy)]
         for label, accuracy in self.robust_accuracy.items():
             settings = self.attack_settings.get(label, {})
-            norm, eps = _norm_label(settings.get("norm")), _eps_label(settings.get("eps"))
+            norm, eps = _norm_label(settings.get("norm")), eps_label(settings.get("eps"))
             rows.append((label, norm, eps, accuracy))
         rows.append(("worst case (all attacks)", "-", "-", self.worst_case_accuracy))
         for group, accuracy in self.worst_case_by_group.items():
@@ -225,21 +225,13 @@ def _run(
 
 
 def _label_attacks(attacks: Sequence[Attack | str]) -> dict[str, Attack]:
-    """Resolves names with ``get_attack`` and gives each attack a unique label."""
+    """Resolves names with ``get_attack`` and labels each attack (``attack_labels``)."""
     if not isinstance(attacks, (list, tuple)) or not attacks:
         raise ValueError(
             f"attacks must be a non-empty list of attacks or names. Received: {attacks!r}"
         )
     resolved = [get_attack(a) if isinstance(a, str) else a for a in attacks]
-    names = [attack.name for attack in resolved]
-    labelled: dict[str, Attack] = {}
-    for attack in resolved:
-        unique = names.count(attack.name) == 1
-        label = attack.name if unique else f"{attack.name}(eps={_eps_label(attack.eps)})"
-        if label in labelled:
-            raise ValueError(f"Attack {label!r} appears twice in attacks; list each attack once.")
-        labelled[label] = attack
-    return labelled
+    return dict(zip(attack_labels(resolved), resolved))
 
 
 def _group_members(
@@ -293,8 +285,3 @@ def _norm_label(norm: Any) -> str:
         return f"L{float(text):g}"
     except ValueError:
         return str(norm)
-
-
-def _eps_label(eps: Any) -> str:
-    """eps in ``%g`` format, or '-' when the attack has none."""
-    return "-" if eps is None else f"{eps:g}"

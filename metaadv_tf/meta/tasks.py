@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from metaadv_tf.attacks import attack_labels
 from metaadv_tf.meta.functional import ModelFn
 from metaadv_tf.validation import check_positive, check_positive_int
 
@@ -34,9 +35,7 @@ class TaskDistribution:
     def __init__(self, attacks: Sequence[Attack], weights: Sequence[float] | None = None) -> None:
         if not attacks:
             raise ValueError("A task distribution needs at least one attack. Received: []")
-        names = [attack.name for attack in attacks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Task names must be unique. Received: {names}")
+        names = attack_labels(list(attacks))
         weights = [1.0] * len(attacks) if weights is None else list(weights)
         if len(weights) != len(attacks):
             raise ValueError(
@@ -44,7 +43,7 @@ class TaskDistribution:
             )
         for weight in weights:
             check_positive("task weight", weight)
-        self.tasks = [Task(a.name, a, i) for i, a in enumerate(attacks)]
+        self.tasks = [Task(name, a, i) for i, (name, a) in enumerate(zip(names, attacks))]
         self.probabilities = np.asarray(weights, np.float64) / np.sum(weights)
 
     @property
