@@ -1,11 +1,11 @@
-"""Search for a better MAT recipe: one change at a time to the cnn_mat zoo recipe, zoo protocol.
+"""Search for a better MAT recipe: changes to the cnn_mat zoo recipe, measured with the zoo protocol.
 
     python scripts/recipe_search.py --output=results/recipe_search.md
 
 Each recipe changes what the literature suggests trying when MAT falls short on unseen attacks
-(stronger inner attacks, more tasks, longer inner loops, task attention) and keeps the rest of
-`cnn_mat`'s recipe from its card: the small CNN, Fashion-MNIST, the same images seen per step
-and in total, seed. Every recipe is evaluated with the zoo's standard protocol, so its row
+(stronger inner attacks, more tasks, longer inner loops, task attention, then combinations with
+the best of these) and keeps the rest of `cnn_mat`'s recipe from its card: the small CNN,
+Fashion-MNIST, the same images seen per step and in total, seed. Every recipe is evaluated with the zoo's standard protocol, so its row
 compares directly with the zoo models listed under --reference (their rows come from their
 cards). A recipe's run can be published as is: `python scripts/publish_model.py
 --workdir=runs/recipes/NAME --name=...`. Runs resume when the script is rerun.
@@ -43,6 +43,11 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
                    {"num_tasks": 4, "support_size": 16, "query_size": 16}),
     "longer_inner": ("3 inner SGD steps instead of 1", {}, {"inner_steps": 3}),
     "task_attention": ("learned task weights in the meta-gradient", {}, {"task_attention": True}),
+    # combinations with the best single change so far (stronger_tasks)
+    "stronger_longer": ("stronger_tasks with 3 inner SGD steps",
+                        {"train_attacks": "fgsm,pgd_linf(steps=7)"}, {"inner_steps": 3}),
+    "stronger_wider": ("stronger_tasks plus PGD-7 at eps 0.15 as a third task (2 of the 3 drawn per step)",
+                       {"train_attacks": "fgsm,pgd_linf(steps=7),pgd_linf(eps=0.15,steps=7)"}, {}),
 }
 
 
@@ -83,8 +88,8 @@ def run() -> None:
     seen, unseen = (", ".join(zoo.STANDARD_GROUPS[group]) for group in ("seen", "unseen"))
     write_results(FLAGS.output, "MAT recipe search", (
         f"Small CNN, Fashion-MNIST; every recipe is `{FLAGS.base}`'s training recipe"
-        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed {base.seed}) with one"
-        f" change; zoo protocol on the first {FLAGS.eval_examples} test images (seen = {seen};"
+        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed {base.seed}) with the"
+        f" changes listed below; zoo protocol on the first {FLAGS.eval_examples} test images (seen = {seen};"
         f" unseen = {unseen}). Rows marked (zoo) come from model cards.\n\n{changes}"
     ), group_table(rows, "recipe"), rows)
 
