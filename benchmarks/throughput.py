@@ -4,12 +4,14 @@
 
 Each method gets the same images per step (128: batch 128, or 2 tasks x (32 support + 32 query)).
 A step's time includes making its adversarial examples. ``mat+pool`` is second-order MAT drawing
-from per-task pools refreshed every 10 steps, timed over whole refresh periods. Numbers on a
+from per-task pools refreshed every 10 steps, timed over whole refresh periods; ``mat+inner3``
+takes 3 inner steps instead of 1. Numbers on a
 shared 2-core machine vary by ±30 %: compare methods within one run.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 
@@ -22,7 +24,8 @@ from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer  # noq
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["cnn", "resnet18"], "Architectures to measure.")
-flags.DEFINE_list("methods", [*METHODS, "mat+pool"], "Methods to measure.")
+flags.DEFINE_list("methods", [*METHODS, "mat+pool", "mat+inner3"],
+                  "Methods to measure; a meta method may add +pool (adversarial pools) and +innerN (N inner steps).")
 flags.DEFINE_integer("steps", 10, "Timed steps per method (after one warm-up step).")
 flags.DEFINE_string("train_attacks", "fgsm,pgd_linf(steps=3)", "Tasks of the multi-attack methods.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
@@ -32,13 +35,18 @@ POOL_REFRESH = 10
 
 
 def benchmark_config(model: str, method: str) -> TrainConfig:
-    """128 images per step for every method; ``mat+pool`` is mat with pools."""
-    pool = method == "mat+pool"
-    meta = MetaConfig(num_tasks=2, support_size=32, query_size=32,
-                      pool_size=256 if pool else 0, pool_refresh=POOL_REFRESH)
-    return TrainConfig(method="mat" if pool else method, model=model, batch_size=128,
-                       train_attacks=FLAGS.train_attacks, steps=10**6, epochs=None, meta=meta,
-                       jit_compile=FLAGS.jit_compile)
+    """128 images per step for every method; ``METHOD+pool`` uses pools, ``METHOD+innerN`` N inner steps."""
+    base, *options = method.split("+")
+    meta = {"num_tasks": 2, "support_size": 32, "query_size": 32, "pool_refresh": POOL_REFRESH}
+    for option in options:
+        if option == "pool":
+            meta["pool_size"] = 256
+        elif re.fullmatch(r"inner[1-9][0-9]*", option):
+            meta["inner_steps"] = int(option[len("inner"):])
+        else:
+            raise app.UsageError(f"Unknown option +{option} in method {method!r}; expected +pool or +innerN.")
+    return TrainConfig(method=base, model=model, batch_size=128, train_attacks=FLAGS.train_attacks,
+                       steps=10**6, epochs=None, meta=MetaConfig(**meta), jit_compile=FLAGS.jit_compile)
 
 
 def images_per_second(config: TrainConfig, steps: int) -> float:

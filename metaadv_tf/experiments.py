@@ -19,6 +19,8 @@ def train_and_evaluate(
     (``zoo.evaluation_protocol``), resumably; returns budget and report as plain values."""
     trainer = Trainer(config, workdir)
     result = trainer.train(progress=progress)
+    if result.stopped_by_signal is not None:  # a half-trained model is not a result
+        raise SystemExit(f"Training in {workdir} stopped by signal {result.stopped_by_signal}; rerun to resume.")
     report = zoo.evaluate_protocol(trainer.model, config.dataset, protocol, progress=progress,
                                    cache_path=os.path.join(workdir, zoo.EVALUATION_CACHE))
     return {"train_seconds": result.train_seconds, "images_seen": result.images_seen,

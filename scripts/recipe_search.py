@@ -43,7 +43,8 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
                    {"num_tasks": 4, "support_size": 16, "query_size": 16}),
     "longer_inner": ("3 inner SGD steps instead of 1", {}, {"inner_steps": 3}),
     "task_attention": ("learned task weights in the meta-gradient", {}, {"task_attention": True}),
-    # combinations with the best single change so far (stronger_tasks)
+    "longest_inner": ("5 inner SGD steps instead of 1", {}, {"inner_steps": 5}),
+    # combinations of the best single changes
     "stronger_longer": ("stronger_tasks with 3 inner SGD steps",
                         {"train_attacks": "fgsm,pgd_linf(steps=7)"}, {"inner_steps": 3}),
     "stronger_wider": ("stronger_tasks plus PGD-7 at eps 0.15 as a third task (2 of the 3 drawn per step)",

@@ -58,11 +58,13 @@ def test_few_shot_script_and_comparison(tiny_zoo, tmp_path):
 
 def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
     output = tmp_path / "throughput.md"
-    result = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=pgd_at,mat,mat+pool",
+    result = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=pgd_at,mat,mat+pool+inner2",
                         "--steps=1", f"--output={output}")
     assert result.returncode == 0, result.stderr[-2000:]
     table = output.read_text()
-    assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool |" in table
+    assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool+inner2 |" in table
+    bad = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=mat+fast", "--steps=1")
+    assert bad.returncode == 1 and "Unknown option +fast" in bad.stderr
 
 
 def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
