@@ -47,6 +47,8 @@ def define_train_flags() -> None:
     flags.DEFINE_bool("task_attention", m.task_attention, "Weight the task losses by learned α.")
     flags.DEFINE_float("attention_learning_rate", m.attention_learning_rate, "Attention's Adam rate.")
     flags.DEFINE_float("attention_entropy", m.attention_entropy, "Entropy weight λ of attention.")
+    flags.DEFINE_float("pre_adaptation_weight", m.pre_adaptation_weight,
+                       "Weight of θ's own support loss in each task's meta-loss (mat, fomaml).")
     flags.DEFINE_string("strategy", d.strategy, f"tf.distribute strategy: {', '.join(STRATEGIES)}.")
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
     flags.DEFINE_integer("checkpoint_every", d.checkpoint_every, "Save a checkpoint every K steps.")
@@ -75,6 +77,7 @@ def train_config_from_flags() -> TrainConfig:
         unknown_task_rate=FLAGS.unknown_task_rate, task_attention=FLAGS.task_attention,
         attention_learning_rate=FLAGS.attention_learning_rate,
         attention_entropy=FLAGS.attention_entropy,
+        pre_adaptation_weight=FLAGS.pre_adaptation_weight,
     )
     return TrainConfig(
         method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,

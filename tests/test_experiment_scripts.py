@@ -83,6 +83,8 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     rows = json.loads((tmp_path / "recipes.json").read_text())
     assert [row["recipe"] for row in rows] == ["tiny_mat (zoo)", "longer_inner"]
     assert rows[1]["config"]["meta"] == {**json.loads(base.to_json())["meta"], "inner_steps": 3}
-    assert "| longer_inner |" in output.read_text() and "worst unseen" in output.read_text()
+    text = output.read_text()
+    assert "| longer_inner |" in text and "worst unseen" in text
+    assert "- `longer_inner`: 3 inner SGD steps" in text and "`stronger_tasks`" not in text  # only recipes run
     result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo")
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr

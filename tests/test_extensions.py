@@ -81,7 +81,7 @@ def _maml_gradients(model, inner, seed=0):
     def meta_loss(params):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            losses, new_state = maml_task_losses(model, params, state, None, batch, inner, tape,
+            losses, _, new_state = maml_task_losses(model, params, state, None, batch, inner, tape,
                                                  adversarial=False, conditioning=conditioning)
             loss = tf.reduce_mean(tf.stack(losses))
         return loss, tape.gradient(loss, params), new_state
@@ -138,8 +138,9 @@ def tiny_meta_config(**meta) -> TrainConfig:
     )
 
 
-@pytest.mark.parametrize("meta", [*EXTENSIONS.values(), dict(task_attention=True)],
-                         ids=[*EXTENSIONS, "task_attention"])
+@pytest.mark.parametrize("meta", [*EXTENSIONS.values(), dict(task_attention=True),
+                                  dict(pre_adaptation_weight=1.0)],
+                         ids=[*EXTENSIONS, "task_attention", "pre_adaptation_weight"])
 def test_each_extension_trains_in_the_loop(meta, tmp_path):
     trainer = Trainer(tiny_meta_config(**meta), str(tmp_path))
     result = trainer.train(progress=False)
@@ -166,6 +167,8 @@ def test_attention_off_and_uniform_attention_give_the_same_first_step(tmp_path):
     [
         (dict(method="avg", meta=MetaConfig(task_encoding=True)), r"task_encoding extend the meta methods"),
         (dict(method="reptile", meta=MetaConfig(task_attention=True)), r"reptile does not have"),
+        (dict(method="reptile", meta=MetaConfig(pre_adaptation_weight=1.0)),
+         r"pre_adaptation_weight changes the meta-loss"),
         (dict(unknown_task_rate=1.0), r"unknown_task_rate must be in \[0, 1\)"),
     ],
 )

@@ -8,6 +8,8 @@ from metaadv_tf.meta.functional import adapt, task_loss
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, maml_task_losses
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.models import SmallCNN
+from metaadv_tf.training import MetaConfig, TrainConfig
+from metaadv_tf.training.methods import build_method
 
 
 
@@ -28,7 +30,7 @@ def _setup(batchnorm: bool, seed: int = 0):
 def _meta_loss_and_grad(model, batch, params, state, inner: InnerLoop):
     with tf.GradientTape() as tape:
         tape.watch(params)
-        losses, _ = maml_task_losses(model, params, state, None, batch, inner, tape, adversarial=False)
+        losses, _, _ = maml_task_losses(model, params, state, None, batch, inner, tape, adversarial=False)
         loss = tf.reduce_mean(tf.stack(losses))
     return loss, tape.gradient(loss, params)
 
@@ -112,3 +114,34 @@ def test_reptile_direction_is_mean_of_parameter_differences():
     for d, p, a0, a1 in zip(direction, params, *adapted):
         np.testing.assert_allclose(d.numpy(), (p - (a0 + a1) / 2).numpy(), rtol=1e-5, atol=1e-7)
     assert len(losses) == 2
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_pre_adaptation_weight_adds_the_support_loss_of_theta(float64, weight):
+    """Each task's meta-loss is L_query(θ'_i) + w · L_support(θ), differentiated exactly."""
+    model, batch, params, state = _setup(batchnorm=False)
+    config = TrainConfig(method="mat", model_args={"width": 2}, steps=1, epochs=None,
+                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6,
+                                         inner_learning_rate=0.5, pre_adaptation_weight=weight))
+    method = build_method(model, config)
+    method.adversarial = False
+    x = tf.reshape(tf.concat([batch.support_x, batch.query_x], 1), [24, 8, 8, 1])
+    y = tf.reshape(tf.concat([batch.support_y, batch.query_y], 1), [24])
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss, _, query_losses, _ = method.loss(params, state, x, y, {"tasks": batch.task_ids,
+                                                                     "codes": batch.codes}, tape)
+    grads = tape.gradient(loss, params)
+
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        queries, supports, _ = maml_task_losses(model, params, state, None, batch,
+                                                InnerLoop(steps=1, learning_rate=0.5), tape, adversarial=False)
+        expected = tf.reduce_mean(queries) + weight * tf.reduce_mean(supports)
+    np.testing.assert_allclose(query_losses.numpy(), tf.stack(queries).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(float(loss), float(expected), rtol=1e-10)
+    for g, e in zip(grads, tape.gradient(expected, params)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-8, atol=1e-12)
+    for i, support_loss in enumerate(supports):  # θ's own loss, before any inner step
+        np.testing.assert_allclose(float(support_loss), float(task_loss(
+            model, params, state, batch.support_x[i], batch.support_y[i])[0]), rtol=1e-10)

@@ -2,8 +2,10 @@
 
 For each sampled task: the task's attack makes a support batch against θ, ``inner_steps`` SGD
 steps on it give fast weights θ'_i, the attack makes a query batch against θ'_i, and the query loss
-of f_θ'_i is the task's meta-loss. The caller combines the task losses (mean, or task attention)
-and differentiates back to θ through the inner steps with its outer tape.
+of f_θ'_i is the task's meta-loss. The support loss of θ itself (the first inner step's loss) comes
+back too, for outer objectives that also train the deployed, unadapted θ. The caller combines the
+task losses (mean, or task attention) and differentiates back to θ through the inner steps with its
+outer tape.
 """
 from __future__ import annotations
 
@@ -82,14 +84,14 @@ def maml_task_losses(
     outer_tape: tf.GradientTape,
     adversarial: bool = True,
     conditioning: TaskConditioning | None = None,
-) -> tuple[list[tf.Tensor], Params]:
-    """Query losses of the adapted weights, one per task of ``batch``, and the new state.
+) -> tuple[list[tf.Tensor], list[tf.Tensor], Params]:
+    """Per task of ``batch``: query losses of θ'_i and support losses of θ; and the new state.
 
     ``adversarial=False`` takes the support and query batches as already adversarial (pools).
     Attacks run with the outer tape paused: their outputs are constants to the meta-gradient.
     The returned state keeps the incoming task code (the model's default stays "unknown").
     """
-    losses, original = [], list(state)
+    losses, support_losses, original = [], [], list(state)
     for i in range(batch.num_tasks):
         state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
@@ -97,7 +99,7 @@ def maml_task_losses(
             with outer_tape.stop_recording():
                 support_x = tasks.attack(batch.task_ids[i], model_fn(model, params, state), support_x,
                                          batch.support_y[i])
-        fast, state, _ = adapt(
+        fast, state, support_loss = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
             learning_rate=inner.learning_rate, first_order=inner.first_order,
         )
@@ -107,4 +109,5 @@ def maml_task_losses(
                                        batch.query_y[i])
         loss, state = task_loss(model, fast, state, query_x, batch.query_y[i])
         losses.append(loss)
-    return losses, conditioning.keep_code(state, original) if conditioning else state
+        support_losses.append(support_loss)
+    return losses, support_losses, conditioning.keep_code(state, original) if conditioning else state

@@ -27,7 +27,9 @@ class MetaConfig:
     condition the model on the task (`metaadv_tf.models.task_layers`; a task's forward passes use
     the "unknown task" code with probability ``unknown_task_rate``); ``task_attention`` weights
     the task losses by learned α (`metaadv_tf.meta.attention`, entropy weight
-    ``attention_entropy``).
+    ``attention_entropy``). ``pre_adaptation_weight`` w adds w · (support loss of θ) to each
+    task's meta-loss (mat and fomaml), so the unadapted θ, the model that gets deployed, is trained
+    on the tasks' adversarial examples directly as well.
     """
 
     num_tasks: int = 2
@@ -45,6 +47,7 @@ class MetaConfig:
     task_attention: bool = False
     attention_learning_rate: float = 0.01
     attention_entropy: float = 0.1
+    pre_adaptation_weight: float = 0.0
 
     @property
     def conditioned(self) -> bool:
@@ -57,6 +60,7 @@ class MetaConfig:
         check_positive("inner_learning_rate", self.inner_learning_rate)
         check_positive("attention_learning_rate", self.attention_learning_rate)
         check_positive("attention_entropy", self.attention_entropy, allow_zero=True)
+        check_positive("pre_adaptation_weight", self.pre_adaptation_weight, allow_zero=True)
         if not 0.0 <= self.unknown_task_rate < 1.0:
             raise ValueError(
                 f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
@@ -122,8 +126,9 @@ class TrainConfig:
                 f"{', '.join(extensions)} extend the meta methods ({', '.join(META_METHODS)})."
                 f" Received: method={self.method!r}"
             )
-        if self.meta.task_attention and self.method == "reptile":
-            raise ValueError("task_attention weights the meta-loss, which reptile does not have.")
+        for name in ("task_attention", "pre_adaptation_weight"):
+            if getattr(self.meta, name) and self.method == "reptile":
+                raise ValueError(f"{name} changes the meta-loss, which reptile does not have.")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0 = off). Received: eval_every={self.eval_every}")
 

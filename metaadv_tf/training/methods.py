@@ -146,7 +146,11 @@ class MetaMethod(Method):
 
 
 class MamlMethod(MetaMethod, LossMethod):
-    """MAML (``mat``, second order) and FOMAML: the mean, or attention-weighted, query loss."""
+    """MAML (``mat``, second order) and FOMAML: the mean, or attention-weighted, query loss.
+
+    With ``pre_adaptation_weight`` w > 0 each task's term is L_query(θ'_i) + w · L_support(θ): the
+    deployed θ is trained on the task's adversarial examples too, not only through θ'_i.
+    """
 
     def __init__(self, model: keras.Model, config: TrainConfig, tasks: TaskDistribution,
                  num_replicas: int = 1) -> None:
@@ -164,16 +168,17 @@ class MamlMethod(MetaMethod, LossMethod):
         return result
 
     def loss(self, params, state, x, y, sample, tape):
-        losses, state = maml_task_losses(
+        losses, support_losses, state = maml_task_losses(
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
             self.adversarial, self.conditioning,
         )
         task_losses = tf.stack(losses)
+        objective = task_losses + self.config.meta.pre_adaptation_weight * tf.stack(support_losses)
         if self.attention:
             weights = tf.stop_gradient(self.attention.weights(sample["tasks"]))
         else:
             weights = tf.fill([self.num_sampled_tasks], 1.0 / self.num_sampled_tasks)
-        return tf.reduce_sum(weights * task_losses), state, task_losses, weights
+        return tf.reduce_sum(tf.cast(weights, objective.dtype) * objective), state, task_losses, weights
 
 
 class ReptileMethod(MetaMethod):
