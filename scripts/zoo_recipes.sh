@@ -19,6 +19,7 @@ declare -A RECIPES=(
   [cnn_max]="$CNN --method=max --train_attacks=$TASKS"
   [cnn_mat]="$CNN --method=mat --train_attacks=$TASKS $META"
   [cnn_mat_inner3]="$CNN --method=mat --train_attacks=$TASKS $META --inner_steps=3"
+  [cnn_mat_anchored]="$CNN --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
   [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
   [resnet18_mat]="--model=resnet18 --method=mat --train_attacks=$TASKS $META --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
