@@ -5,8 +5,8 @@
 Each method gets the same images per step (128: batch 128, or 2 tasks x (32 support + 32 query)).
 A step's time includes making its adversarial examples. ``mat+pool`` is second-order MAT drawing
 from per-task pools refreshed every 10 steps, timed over whole refresh periods; ``mat+inner3``
-takes 3 inner steps instead of 1. Numbers on a
-shared 2-core machine vary by ±30 %: compare methods within one run.
+takes 3 inner steps instead of 1. Numbers on a shared 2-core machine vary by ±30 %: compare
+methods within one run.
 """
 from __future__ import annotations
 
