@@ -166,6 +166,8 @@ def test_attention_off_and_uniform_attention_give_the_same_first_step(tmp_path):
     "config, message",
     [
         (dict(method="avg", meta=MetaConfig(task_encoding=True)), r"task_encoding extend the meta methods"),
+        (dict(method="pgd_at", meta=MetaConfig(pre_adaptation_weight=1.0)),
+         r"pre_adaptation_weight extend the meta methods"),
         (dict(method="reptile", meta=MetaConfig(task_attention=True)), r"reptile does not have"),
         (dict(method="reptile", meta=MetaConfig(pre_adaptation_weight=1.0)),
          r"pre_adaptation_weight changes the meta-loss"),

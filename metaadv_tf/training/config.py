@@ -119,8 +119,8 @@ class TrainConfig:
             check_positive("epochs", self.epochs)
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
-        extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", "task_attention")
-                      if getattr(self.meta, name)]
+        extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", "task_attention",
+                                        "pre_adaptation_weight") if getattr(self.meta, name)]
         if extensions and self.method not in META_METHODS:
             raise ValueError(
                 f"{', '.join(extensions)} extend the meta methods ({', '.join(META_METHODS)})."
