@@ -6,9 +6,11 @@ Each recipe changes what the literature suggests trying when MAT falls short on 
 (stronger inner attacks, more tasks, longer inner loops, task attention, then combinations with
 the best of these, then anchoring θ when long inner loops leave it weak) and keeps the rest of
 `cnn_mat`'s recipe from its card: the small CNN, Fashion-MNIST, the same images seen per step and
-in total, seed. Every recipe is evaluated with the zoo's standard protocol, so its row compares
-directly with the zoo models listed under --reference (their rows come from their cards). A recipe's run can be published as is: `python scripts/publish_model.py
---workdir=runs/recipes/NAME --name=...`. Runs resume when the script is rerun.
+in total, seed (``--seed`` repeats recipes with another one, to measure run-to-run noise). Every
+recipe is evaluated with the zoo's standard protocol, so its row compares directly with the zoo
+models listed under --reference (their rows come from their cards). A recipe's run can be
+published as is: `python scripts/publish_model.py --workdir=runs/recipes/NAME --name=...`. Runs
+resume when the script is rerun.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("base", "cnn_mat", "Zoo model whose training recipe the search varies.")
 flags.DEFINE_list("recipes", None, "Recipes to run (default: all).")
 flags.DEFINE_list("reference", ["cnn_mat", "cnn_pgd_at", "cnn_avg", "cnn_max"], "Zoo rows shown beside.")
+flags.DEFINE_integer("seed", None, "Seed of every recipe (default: the base recipe's); runs with another"
+                     " seed live in WORKDIR/NAME_seedS and their rows say the seed.")
 flags.DEFINE_integer("eval_examples", 1000, "Test examples (the zoo protocol's N).")
 flags.DEFINE_string("workdir", "runs/recipes", "Where the runs live.")
 flags.DEFINE_string("output", "results/recipe_search.md", "The table (.json beside it).")
@@ -59,14 +63,27 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
                                  {"inner_steps": 3, "pre_adaptation_weight": 1.0}),
     "anchored_fomaml": ("first-order MAML (FOMAML) plus θ's own support loss (pre_adaptation_weight 1)",
                         {"method": "fomaml"}, {"pre_adaptation_weight": 1.0}),
+    "anchored_w2": ("anchored_inner3 with twice the weight on θ's own support loss (pre_adaptation_weight 2)",
+                    {}, {"inner_steps": 3, "pre_adaptation_weight": 2.0}),
+    "anchored_pool": ("anchored_inner3 drawing its task batches from pools of 1280 adversarial examples per"
+                      " task, regenerated every 10 steps (the same clean images read)",
+                      {}, {"inner_steps": 3, "pre_adaptation_weight": 1.0, "pool_size": 1280, "pool_refresh": 10}),
+    # the baselines through the same script, to repeat them with other seeds (--seed)
+    "baseline_max": ("the MAX baseline (Tramèr & Boneh) on the base recipe's tasks", {"method": "max"}, {}),
+    "baseline_pgd_at": ("the PGD-7 AT baseline (Madry) on the base recipe's data", {"method": "pgd_at"}, {}),
 }
 
 
-def recipe_config(base: TrainConfig, name: str) -> TrainConfig:
-    """``base`` with recipe ``name``'s changes."""
+def recipe_config(base: TrainConfig, name: str, seed: int | None = None) -> TrainConfig:
+    """``base`` with recipe ``name``'s changes (and ``seed``, if given)."""
     _, train_changes, meta_changes = RECIPES[name]
     meta = dataclasses.replace(base.meta, **meta_changes)
-    return dataclasses.replace(base, meta=meta, **train_changes)
+    return dataclasses.replace(base, meta=meta, **train_changes, seed=base.seed if seed is None else seed)
+
+
+def run_label(name: str, seed: int | None) -> str:
+    """A recipe's row label and workdir name: ``name``, or ``name_seedS`` for another seed."""
+    return name if seed is None else f"{name}_seed{seed}"
 
 
 def reference_row(name: str, protocol: dict) -> dict:
@@ -93,14 +110,16 @@ def run() -> None:
     rows = [reference_row(name, protocol) for name in FLAGS.reference]
     names = FLAGS.recipes or list(RECIPES)
     for name in names:
-        config = recipe_config(base, name)
-        record = train_and_evaluate(config, os.path.join(FLAGS.workdir, name), protocol)
-        rows.append({"recipe": name, "change": RECIPES[name][0], "config": json.loads(config.to_json()), **record})
+        config = recipe_config(base, name, FLAGS.seed)
+        label = run_label(name, FLAGS.seed)
+        record = train_and_evaluate(config, os.path.join(FLAGS.workdir, label), protocol)
+        rows.append({"recipe": label, "change": RECIPES[name][0], "config": json.loads(config.to_json()), **record})
     changes = "\n".join(f"- `{name}`: {RECIPES[name][0]}." for name in names)
     seen, unseen = (", ".join(zoo.STANDARD_GROUPS[group]) for group in ("seen", "unseen"))
     write_results(FLAGS.output, "MAT recipe search", (
         f"Small CNN, Fashion-MNIST; every recipe is `{FLAGS.base}`'s training recipe"
-        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed {base.seed}) with the"
+        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed"
+        f" {base.seed if FLAGS.seed is None else FLAGS.seed}) with the"
         f" changes listed below; zoo protocol on the first {FLAGS.eval_examples} test images (seen = {seen};"
         f" unseen = {unseen}). Rows marked (zoo) come from model cards.\n\n{changes}"
     ), group_table(rows, "recipe"), rows)

@@ -70,7 +70,7 @@ def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
 def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     from metaadv_tf.training import MetaConfig, TrainConfig, train
 
-    base = TrainConfig(method="mat", model="cnn", model_args={"width": 4}, train_examples=64, steps=1,
+    base = TrainConfig(method="mat", model="cnn", model_args={"width": 4}, train_examples=64, steps=1, batch_size=32,
                        epochs=None, meta=MetaConfig(num_tasks=2, support_size=8, query_size=8),
                        train_attacks="fgsm,pgd_linf(steps=2)", checkpoint_every=1)
     train(base, str(tmp_path / "base"), progress=False)
@@ -86,5 +86,13 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     text = output.read_text()
     assert "| longer_inner |" in text and "worst unseen" in text
     assert "- `longer_inner`: 3 inner SGD steps" in text and "`stronger_tasks`" not in text  # only recipes run
+    result = run_script("recipe_search.py", *arguments[:2], "--recipes=baseline_max", "--seed=3",
+                        "--eval_examples=4", f"--output={output}", f"--workdir={tmp_path / 'runs'}",
+                        zoo_dir=tmp_path / "zoo")
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads((tmp_path / "recipes.json").read_text())[1]
+    assert row["recipe"] == "baseline_max_seed3" and (row["config"]["seed"], row["config"]["method"]) == (3, "max")
+    assert (tmp_path / "runs" / "baseline_max_seed3" / "config.json").exists()
+    assert "seed 3)" in output.read_text()
     result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo")
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr
