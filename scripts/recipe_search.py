@@ -4,13 +4,13 @@
 
 Each recipe changes what the literature suggests trying when MAT falls short on unseen attacks
 (stronger inner attacks, more tasks, longer inner loops, task attention, then combinations with
-the best of these, then anchoring θ when long inner loops leave it weak) and keeps the rest of
-`cnn_mat`'s recipe from its card: the small CNN, Fashion-MNIST, the same images seen per step and
-in total, seed (``--seed`` repeats recipes with another one, to measure run-to-run noise). Every
-recipe is evaluated with the zoo's standard protocol, so its row compares directly with the zoo
-models listed under --reference (their rows come from their cards). A recipe's run can be
-published as is: `python scripts/publish_model.py --workdir=runs/recipes/NAME --name=...`. Runs
-resume when the script is rerun.
+the best of these, then anchoring θ when long inner loops leave it weak, then pools) and keeps
+the rest of `cnn_mat`'s recipe from its card: the small CNN, Fashion-MNIST, the same images seen
+per step and in total, seed (``--seed`` repeats recipes with another one, to measure run-to-run
+noise). Every recipe is evaluated with the zoo's standard protocol, so its row compares directly
+with the zoo models listed under --reference (their rows come from their cards). A recipe's run
+can be published as is: `python scripts/publish_model.py --workdir=runs/recipes/NAME --name=...`.
+Runs resume when the script is rerun.
 """
 from __future__ import annotations
 
