@@ -10,6 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL=2
 
 TASKS="fgsm,pgd_linf(steps=3)"   # the Linf training tasks of avg, max and the meta methods
 CNN="--model=cnn --epochs=2 --checkpoint_every=100"
+RESNET="--model=resnet18 --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
 META="--num_tasks=2 --support_size=32 --query_size=32 --inner_steps=1 --inner_learning_rate=0.05"
 declare -A RECIPES=(
   [cnn_standard]="$CNN --method=standard"
@@ -22,8 +23,9 @@ declare -A RECIPES=(
   [cnn_mat_anchored]="$CNN --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
   [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
-  [resnet18_mat]="--model=resnet18 --method=mat --train_attacks=$TASKS $META --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
-  [resnet18_pgd_at]="--model=resnet18 --method=pgd_at --pgd_steps=7 --epochs=1 --checkpoint_every=20 --log_every=5 --eval_every=200 --eval_examples=200 --eval_attacks=fgsm,pgd_linf(steps=10)"
+  [resnet18_mat]="$RESNET --method=mat --train_attacks=$TASKS $META"
+  [resnet18_mat_anchored]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
+  [resnet18_pgd_at]="$RESNET --method=pgd_at --pgd_steps=7"
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" | sort; exit 0; fi
