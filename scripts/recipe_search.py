@@ -74,11 +74,11 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def recipe_config(base: TrainConfig, name: str, seed: int | None = None) -> TrainConfig:
-    """``base`` with recipe ``name``'s changes (and ``seed``, if given)."""
+def recipe_config(base: TrainConfig, name: str) -> TrainConfig:
+    """``base`` with recipe ``name``'s changes."""
     _, train_changes, meta_changes = RECIPES[name]
     meta = dataclasses.replace(base.meta, **meta_changes)
-    return dataclasses.replace(base, meta=meta, **train_changes, seed=base.seed if seed is None else seed)
+    return dataclasses.replace(base, meta=meta, **train_changes)
 
 
 def run_label(name: str, seed: int | None) -> str:
@@ -106,11 +106,13 @@ def run() -> None:
     """Runs the recipes and writes the table."""
     base_card = zoo.get_card(FLAGS.base)
     base = dataclasses.replace(TrainConfig.from_json(json.dumps(base_card.train_config)), checkpoint_every=100)
+    if FLAGS.seed is not None:
+        base = dataclasses.replace(base, seed=FLAGS.seed)
     protocol = zoo.evaluation_protocol(num_examples=FLAGS.eval_examples)
     rows = [reference_row(name, protocol) for name in FLAGS.reference]
     names = FLAGS.recipes or list(RECIPES)
     for name in names:
-        config = recipe_config(base, name, FLAGS.seed)
+        config = recipe_config(base, name)
         label = run_label(name, FLAGS.seed)
         record = train_and_evaluate(config, os.path.join(FLAGS.workdir, label), protocol)
         rows.append({"recipe": label, "change": RECIPES[name][0], "config": json.loads(config.to_json()), **record})
@@ -118,8 +120,7 @@ def run() -> None:
     seen, unseen = (", ".join(zoo.STANDARD_GROUPS[group]) for group in ("seen", "unseen"))
     write_results(FLAGS.output, "MAT recipe search", (
         f"Small CNN, Fashion-MNIST; every recipe is `{FLAGS.base}`'s training recipe"
-        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed"
-        f" {base.seed if FLAGS.seed is None else FLAGS.seed}) with the"
+        f" ({base_card.train_steps} steps of {base.images_per_step} images, seed {base.seed}) with the"
         f" changes listed below; zoo protocol on the first {FLAGS.eval_examples} test images (seen = {seen};"
         f" unseen = {unseen}). Rows marked (zoo) come from model cards.\n\n{changes}"
     ), group_table(rows, "recipe"), rows)
