@@ -23,8 +23,8 @@ declare -A RECIPES=(
   [cnn_mat_anchored]="$CNN --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
   [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
-  [resnet18_mat]="$RESNET --method=mat --train_attacks=$TASKS $META"
-  [resnet18_mat_anchored]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
+  [resnet18_mat]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
+  [resnet18_mat_inner1]="$RESNET --method=mat --train_attacks=$TASKS $META"
   [resnet18_pgd_at]="$RESNET --method=pgd_at --pgd_steps=7"
 )
 
