@@ -31,14 +31,17 @@ def finetune(
     batch_size: int = 32,
     optimizer: str = "adam",
     seed: int = 0,
+    training_mode: bool = False,
 ) -> keras.Model:
     """A copy of ``model`` adversarially trained on images ``x`` (float32 in [0, 1]), labels ``y``.
 
     Each step draws min(``batch_size``, len(x)) examples without replacement, attacks them with
     every attack against the current weights, and takes one step of ``optimizer`` ("adam" or
-    "sgd", the optimizer of MAT's inner loop) on the cross-entropy averaged over the attacks. BatchNorm and Dropout stay in inference mode, so a few examples
-    cannot overwrite the moving statistics learned on the full training set. ``model`` itself
-    is not changed.
+    "sgd", the optimizer of MAT's inner loop) on the cross-entropy averaged over the attacks.
+    By default BatchNorm and Dropout stay in inference mode. With ``training_mode`` the attacks and
+    the loss run the layers in training mode (BatchNorm on batch statistics), as MAT's inner loop
+    does. Either way the moving statistics learned on the full training set are kept, so a few
+    examples cannot overwrite them. ``model`` itself is not changed.
     """
     if not attacks:
         raise ValueError("finetune needs at least one attack. Received: attacks=[]")
@@ -51,20 +54,24 @@ def finetune(
     learning_rate = check_positive("learning_rate", learning_rate)
     update = OPTIMIZERS[check_choice("optimizer", optimizer, list(OPTIMIZERS))](learning_rate)
     update.build(tuned.trainable_variables)
-    step = _train_step(tuned, update, attacks)
+    step = _train_step(tuned, update, attacks, training_mode)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         batch = rng.choice(len(x), size, replace=False)
         step(tf.constant(x[batch]), tf.constant(y[batch]))
+    for variable, value in zip(tuned.non_trainable_variables, model.non_trainable_variables):
+        variable.assign(value)  # training-mode steps move the BatchNorm statistics; keep the learned ones
     return tuned
 
 
-def _train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, attacks: Sequence[Attack]):
+def _train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, attacks: Sequence[Attack], training_mode: bool
+):
     """One compiled adversarial training step on a batch (every attack runs in tf.function)."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def forward(images: tf.Tensor) -> tf.Tensor:
-        return model(images, training=False)
+        return model(images, training=training_mode)
 
     @tf.function
     def step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -31,6 +31,8 @@ flags.DEFINE_integer("steps", 50, "Fine-tuning steps, the same for every k.")
 flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
 flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Fine-tuning optimizer (sgd: as MAT's inner loop).")
 flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size (at most k).")
+flags.DEFINE_bool("training_mode", False,
+                  "Fine-tune with the layers in training mode (BatchNorm batch statistics), as MAT's inner loop.")
 flags.DEFINE_integer("eval_examples", 1000, "Test examples of the evaluation.")
 flags.DEFINE_integer("seed", 0, "Seed of the attacks and of the fine-tuning batches.")
 flags.DEFINE_integer("target_k", 100, "k at which the first model's gain is compared with the second's.")
@@ -48,7 +50,7 @@ def adaptation_curve(name: str, shots: list[int]) -> dict[int, float]:
     for k in shots:
         tuned = finetune(model, [attack], x_train[:k], y_train[:k], steps=FLAGS.steps,
                          learning_rate=FLAGS.learning_rate, batch_size=min(FLAGS.batch_size, k),
-                         optimizer=FLAGS.optimizer, seed=FLAGS.seed)
+                         optimizer=FLAGS.optimizer, seed=FLAGS.seed, training_mode=FLAGS.training_mode)
         curve[k] = accuracy(tuned)
         print(f"{name}: k={k} robust accuracy {100 * curve[k]:.1f} %", flush=True)
     return curve
@@ -105,7 +107,8 @@ def main(argv: list[str]) -> None:
     write_results(FLAGS.output, f"Few-shot adaptation to {FLAGS.attack}", (
         f"Robust accuracy (%) on the first {FLAGS.eval_examples} test images after {FLAGS.steps}"
         f" fine-tuning steps ({FLAGS.optimizer}, learning rate {FLAGS.learning_rate:g}, batches of"
-        f" min({FLAGS.batch_size}, k)) on the adversarial versions of the first k training images;"
+        f" min({FLAGS.batch_size}, k), layers in {'training' if FLAGS.training_mode else 'inference'} mode)"
+        " on the adversarial versions of the first k training images;"
         f" k = 0 is the published model. Seed {FLAGS.seed}. Plot: {os.path.basename(base)}.png."
     ), table, curves)
     plot(curves, base + ".png")

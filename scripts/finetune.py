@@ -28,6 +28,9 @@ _STEPS = flags.DEFINE_integer("steps", 50, "Fine-tuning steps.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Learning rate of --optimizer.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "sgd: as MAT's inner loop.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per step (at most --shots).")
+_TRAINING_MODE = flags.DEFINE_bool(
+    "training_mode", False, "Layers in training mode (BatchNorm batch statistics), as MAT's inner loop."
+)
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 500, "Evaluate on the first N test examples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of batch sampling and the attacks' randomness.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the report and weights.", required=True)
@@ -62,7 +65,7 @@ def run() -> dict:
     tuned = finetune(
         model, parse_attacks(protocol["attacks"]), x, y, steps=_STEPS.value,
         learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value, optimizer=_OPTIMIZER.value,
-        seed=_SEED.value,
+        seed=_SEED.value, training_mode=_TRAINING_MODE.value,
     )
     seconds = time.perf_counter() - start
     weights = os.path.join(_WORKDIR.value, "finetuned.weights.h5")
@@ -71,7 +74,7 @@ def run() -> dict:
     report = {
         "model": _MODEL.value, "protocol": protocol, "shots": _SHOTS.value, "steps": _STEPS.value,
         "optimizer": _OPTIMIZER.value, "learning_rate": _LEARNING_RATE.value, "batch_size": _BATCH_SIZE.value,
-        "seed": _SEED.value,
+        "seed": _SEED.value, "training_mode": _TRAINING_MODE.value,
         "finetune_seconds": seconds, "weights": weights, "export_dir": export_dir,
         "before": before, "after": evaluate(tuned),
     }

@@ -30,9 +30,10 @@ def shots():
     return data.load_arrays("fashion_mnist", "train", 8)
 
 
-@pytest.mark.parametrize("optimizer, learning_rate", [("adam", 1e-2), ("sgd", 0.05)])
+@pytest.mark.parametrize("optimizer, learning_rate, training_mode",
+                         [("adam", 1e-2, False), ("sgd", 0.05, False), ("sgd", 0.05, True)])
 def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_zoo, shots, optimizer,
-                                                                           learning_rate):
+                                                                           learning_rate, training_mode):
     model = zoo.load_model(TINY, directory=str(tiny_zoo))
     before = [np.array(w) for w in model.weights]
     x, y = shots
@@ -42,12 +43,22 @@ def test_finetune_raises_robust_accuracy_on_its_shots_and_leaves_the_model(tiny_
         forward = lambda images: m(images, training=False)  # noqa: E731
         return float(np.mean(np.argmax(forward(attacks[0](forward, tf.constant(x), y)), -1) == y))
 
-    tuned = finetune(model, attacks, x, y, steps=30, learning_rate=learning_rate, batch_size=8, optimizer=optimizer)
+    tuned = finetune(model, attacks, x, y, steps=30, learning_rate=learning_rate, batch_size=8, optimizer=optimizer,
+                     training_mode=training_mode)
     assert type(tuned) is type(model) and tuned is not model
     assert all(np.array_equal(b, np.array(w)) for b, w in zip(before, model.weights))
     assert robust_accuracy(tuned) > robust_accuracy(model)
     for original, new in zip(model.non_trainable_weights, tuned.non_trainable_weights):
-        np.testing.assert_array_equal(original, new)  # BatchNorm statistics stay in inference mode
+        np.testing.assert_array_equal(original, new)  # the learned BatchNorm statistics are kept
+
+
+def test_training_mode_steps_use_batch_statistics(tiny_zoo, shots):
+    model = zoo.load_model(TINY, directory=str(tiny_zoo))
+    tune = lambda mode: finetune(model, parse_attacks("fgsm(eps=0.02)"), *shots, steps=1,  # noqa: E731
+                                 learning_rate=0.05, batch_size=8, optimizer="sgd", training_mode=mode)
+    inference, training = tune(False), tune(True)
+    # the same batch and attack: the steps differ only through the BatchNorm statistics
+    assert not all(np.allclose(a, b) for a, b in zip(inference.trainable_weights, training.trainable_weights))
 
 
 @pytest.mark.parametrize(
