@@ -23,5 +23,5 @@ setup(
         "tensorboard>=2.16,<2.22",  # tf.summary needs it; tensorflow-cpu 2.21 no longer pulls it in
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "adversarial-robustness-toolbox>=1.20,<1.21"]},
 )

@@ -34,11 +34,13 @@ Compiled, on 200 test images and a small CNN on 2 busy CPU cores: ``fgsm`` 0.1 s
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
 
+from metaadv_tf.projections import project
 from metaadv_tf.registry import Registry, unknown_name_message
 from metaadv_tf.validation import check_positive, check_positive_int
 
@@ -46,16 +48,22 @@ ModelFn = Callable[[tf.Tensor], tf.Tensor]
 
 LINF_EPS = 0.1
 L2_EPS = 1.5
-DEFAULT_EPS = {"inf": LINF_EPS, 2: L2_EPS}
-NORM_VALUES = {"inf": np.inf, 2: 2.0}
+L1_EPS = 10.0
+DEFAULT_EPS = {"inf": LINF_EPS, 2: L2_EPS, 1: L1_EPS}
+NORM_VALUES = {"inf": np.inf, 2: 2.0, 1: 1.0}
+THREAT_MODELS = {"inf": "Linf", 2: "L2", 1: "L1"}
+SPATIAL = "spatial"  # the threat model of attacks without a norm: rotations and translations
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its runner in ``cleverhans_compat`` and its settings' defaults.
+    """A registered attack: its runner and its settings' defaults.
 
+    ``runner`` is ``"module.function"`` inside ``metaadv_tf``, imported on the first call, with
+    the signature ``runner(model_fn, x, y, **settings) -> x_adv`` (``norm`` as a number).
     ``defaults`` holds every setting; ``eps`` None means the default eps of the norm, and
-    ``step_size`` None means ``step_scale * eps / steps``. ``norms`` are the norms allowed.
+    ``step_size`` None means ``step_scale * eps / steps``. ``norms`` are the norms allowed; an
+    attack with no ``norm`` setting belongs to the ``spatial`` threat model and is not projected.
     """
 
     runner: str
@@ -65,38 +73,38 @@ class AttackSpec:
 
 
 ATTACKS: Registry[AttackSpec] = Registry("attack")
-ATTACKS.register("fgsm", AttackSpec("fgm", {"eps": None, "norm": "inf"}, norms=("inf", 2)))
+ATTACKS.register("fgsm", AttackSpec("cleverhans_compat.fgm", {"eps": None, "norm": "inf"}, norms=("inf", 2)))
 ATTACKS.register(
     "pgd_linf",
     AttackSpec(
-        "pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": True}
+        "cleverhans_compat.pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": True}
     ),
 )
 ATTACKS.register(
     "pgd_l2",
     AttackSpec(
-        "pgd", {"eps": None, "norm": 2, "steps": 10, "step_size": None, "rand_init": True},
+        "cleverhans_compat.pgd", {"eps": None, "norm": 2, "steps": 10, "step_size": None, "rand_init": True},
         norms=(2,),
     ),
 )
 ATTACKS.register(
     "bim",
     AttackSpec(
-        "pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": False},
+        "cleverhans_compat.pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": False},
         norms=("inf", 2),
     ),
 )
 ATTACKS.register(
     "mim",
     AttackSpec(
-        "mim", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "decay": 1.0},
+        "cleverhans_compat.mim", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "decay": 1.0},
         norms=("inf", 2), step_scale=1.0,
     ),
 )
 ATTACKS.register(
     "cw_l2",
     AttackSpec(
-        "cw_l2",
+        "cleverhans_compat.cw_l2",
         {
             "eps": None, "norm": 2, "steps": 50, "learning_rate": 0.1, "binary_search_steps": 4,
             "confidence": 0.0, "initial_const": 0.1,
@@ -107,9 +115,49 @@ ATTACKS.register(
 ATTACKS.register(
     "spsa",
     AttackSpec(
-        "spsa",
+        "cleverhans_compat.spsa",
         {"eps": None, "norm": "inf", "steps": 10, "learning_rate": 0.02, "num_samples": 64,
          "delta": 0.01},
+    ),
+)
+
+# Auto-PGD (Croce & Hein 2020; L1 as in Croce & Hein 2021): ``steps`` iterations per restart
+# (and per target class for apgd_t); ``rho`` is the step-size schedule's checkpoint criterion.
+_APGD = {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "rho": 0.75, "seed": 0}
+ATTACKS.register("apgd_ce", AttackSpec("autopgd.apgd_ce", _APGD, norms=("inf", 2, 1)))
+ATTACKS.register("apgd_dlr", AttackSpec("autopgd.apgd_dlr", _APGD, norms=("inf", 2, 1)))
+ATTACKS.register(
+    "apgd_t", AttackSpec("autopgd.apgd_t", {**_APGD, "target_classes": 9}, norms=("inf", 2, 1))
+)
+ATTACKS.register(
+    "square",
+    AttackSpec("square.square", {"eps": None, "norm": "inf", "queries": 1000, "p_init": 0.8,
+                                 "seed": 0}, norms=("inf", 2)),
+)
+ATTACKS.register(
+    "pgd_l1",
+    AttackSpec(
+        "slide.pgd_l1",
+        {"eps": None, "norm": 1, "steps": 20, "step_size": None, "percentile": 99.0,
+         "rand_init": False, "seed": 0},
+        norms=(1,), step_scale=2.5,
+    ),
+)
+ATTACKS.register(
+    "spatial",
+    AttackSpec(
+        "spatial.spatial",
+        {"max_angle": 10.0, "max_shift": 2.0, "angles": 21, "shifts": 5, "samples": 0, "seed": 0},
+        norms=(),
+    ),
+)
+ATTACKS.register(
+    "autoattack",
+    AttackSpec(
+        "autoattack.autoattack",
+        {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "target_classes": 9,
+         "queries": 5000, "seed": 0},
+        norms=("inf", 2, 1),
     ),
 )
 
@@ -130,18 +178,21 @@ class Attack:
         return hash((self.name, tuple(sorted(self.settings.items()))))
 
     @property
-    def norm(self) -> float:
-        """``np.inf`` or ``2.0``."""
-        return NORM_VALUES[self.settings["norm"]]
+    def norm(self) -> float | None:
+        """``np.inf``, ``2.0`` or ``1.0``; None for spatial attacks."""
+        return NORM_VALUES.get(self.settings.get("norm"))
 
     @property
-    def eps(self) -> float:
-        """The radius of the threat model's ball."""
-        return self.settings["eps"]
+    def eps(self) -> float | None:
+        """The radius of the threat model's ball; None for spatial attacks."""
+        return self.settings.get("eps")
+
+    @property
+    def threat_model(self) -> str:
+        """``"Linf"``, ``"L2"``, ``"L1"`` or ``"spatial"``."""
+        return THREAT_MODELS.get(self.settings.get("norm"), SPATIAL)
 
     def __call__(self, model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor | None = None) -> tf.Tensor:
-        from metaadv_tf import cleverhans_compat  # imports CleverHans: only when attacking
-
         x = tf.convert_to_tensor(x)
         if x.dtype != tf.float32:
             raise ValueError(
@@ -152,9 +203,10 @@ class Attack:
             if y is None
             else tf.cast(y, tf.int32)
         )
-        runner = getattr(cleverhans_compat, ATTACKS.get(self.name).runner)
-        x_adv = runner(model_fn, x, labels, **{**self.settings, "norm": self.norm})
-        return tf.stop_gradient(cleverhans_compat.project(x, x_adv, self.norm, self.eps))
+        x_adv = _runner(self.name)(model_fn, x, labels, **{**self.settings, "norm": self.norm})
+        if self.norm is not None:
+            x_adv = project(x, x_adv, self.norm, self.eps)
+        return tf.stop_gradient(x_adv)
 
 
 def list_attacks() -> list[str]:
@@ -200,8 +252,9 @@ def default_settings(name: str) -> dict[str, Any]:
 def _resolve(name: str, spec: AttackSpec, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Checks ``settings`` over ``spec.defaults`` and fills the defaults derived from others."""
     values = {**spec.defaults, **settings}
-    values["norm"] = _check_norm(name, values["norm"], spec.norms)
-    if values["eps"] is None:
+    if "norm" in values:
+        values["norm"] = _check_norm(name, values["norm"], spec.norms)
+    if values.get("eps", 0) is None:
         values["eps"] = DEFAULT_EPS[values["norm"]]
     for key, value in values.items():
         if key != "norm" and value is not None:
@@ -212,14 +265,20 @@ def _resolve(name: str, spec: AttackSpec, settings: Mapping[str, Any]) -> dict[s
 
 
 def _check_norm(name: str, value: Any, allowed: tuple[str | int, ...]) -> str | int:
-    """The canonical norm ("inf" or 2) of ``value`` (``np.inf``/"inf" or 2) if ``allowed``."""
+    """The canonical norm ("inf", 2 or 1) of ``value`` (``np.inf``/"inf", 2 or 1) if ``allowed``."""
     norm = "inf" if isinstance(value, (str, float)) and str(value) == "inf" else value
     if isinstance(norm, bool) or norm not in allowed:
         choices = ", ".join(repr(n) for n in allowed)
         raise ValueError(
             f"norm must be one of {choices} for attack {name!r}. Received: norm={value!r}"
         )
-    return "inf" if norm == "inf" else 2
+    return "inf" if norm == "inf" else int(norm)
+
+
+def _runner(name: str) -> Callable[..., tf.Tensor]:
+    """The runner function of attack ``name``, imported on first use (CleverHans is heavy)."""
+    module, function = ATTACKS.get(name).runner.rsplit(".", 1)
+    return getattr(importlib.import_module(f"metaadv_tf.{module}"), function)
 
 
 def _check_bool(key: str, value: Any) -> bool:
@@ -230,6 +289,24 @@ def _check_bool(key: str, value: Any) -> bool:
 
 def _check_non_negative(key: str, value: Any) -> float:
     return check_positive(key, value, allow_zero=True)
+
+
+def _check_non_negative_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0. Received: {key}={value!r}")
+    return int(value)
+
+
+def _check_fraction(key: str, value: Any) -> float:
+    if not 0 < check_positive(key, value) <= 1:
+        raise ValueError(f"{key} must be a number in (0, 1]. Received: {key}={value!r}")
+    return float(value)
+
+
+def _check_percentile(key: str, value: Any) -> float:
+    if not 0 < check_positive(key, value) < 100:
+        raise ValueError(f"{key} must be a number in (0, 100). Received: {key}={value!r}")
+    return float(value)
 
 
 def _check_even(key: str, value: Any) -> int:
@@ -250,4 +327,16 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "initial_const": check_positive,
     "num_samples": _check_even,
     "delta": check_positive,
+    "restarts": check_positive_int,
+    "rho": _check_fraction,
+    "seed": _check_non_negative_int,
+    "target_classes": check_positive_int,
+    "queries": check_positive_int,
+    "p_init": _check_fraction,
+    "percentile": _check_percentile,
+    "max_angle": _check_non_negative,
+    "max_shift": _check_non_negative,
+    "angles": check_positive_int,
+    "shifts": check_positive_int,
+    "samples": _check_non_negative_int,
 }

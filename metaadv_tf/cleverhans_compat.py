@@ -40,23 +40,10 @@ from cleverhans.tf2.attacks.carlini_wagner_l2 import loss_fn as cw_loss
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 from cleverhans.tf2.attacks.spsa import SPSAAdam, margin_logit_loss, projected_optimization
-from cleverhans.tf2.utils import clip_eta, random_lp_vector
+from cleverhans.tf2.utils import random_lp_vector
 
 from metaadv_tf.attacks import ModelFn
-
-
-def project(x: tf.Tensor, x_adv: tf.Tensor, norm: float, eps: float) -> tf.Tensor:
-    """``x_adv`` moved into the ``norm`` ball of radius ``eps`` around ``x``, then into [0, 1].
-
-    Clipping to [0, 1] after the ball keeps ``x_adv`` in the ball, since ``x`` is in [0, 1].
-    """
-    return tf.clip_by_value(x + clip_eta(x_adv - x, norm, eps), 0.0, 1.0)
-
-
-def within_ball(x: tf.Tensor, x_adv: tf.Tensor, norm: float, eps: float) -> tf.Tensor:
-    """Per example, whether ``||x_adv - x||_norm <= eps`` (bool [N])."""
-    delta = tf.reshape(x_adv - x, [tf.shape(x)[0], -1])
-    return tf.norm(delta, ord=norm, axis=1) <= eps
+from metaadv_tf.projections import project, within_ball
 
 
 def fgm(model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float) -> tf.Tensor:
