@@ -65,9 +65,11 @@ _NOT_ARCHITECTURE_ARGS = ("name", "trainable", "input_shape", "num_classes")
 class ModelCard:
     """What a zoo entry is, how it was made, and what it measured.
 
-    ``evaluation`` is the protocol behind ``metrics`` (attack specs, seen/unseen ``groups``,
+    ``evaluation`` is protocol v1 behind ``metrics`` (attack specs, seen/unseen ``groups``,
     ``split``, ``num_examples``, ``batch_size``, ``seed``); ``metrics`` holds ``clean_accuracy``,
     ``robust_accuracy`` (per attack), ``worst_case_accuracy`` and ``worst_case_by_group``.
+    ``evaluations`` maps a later protocol's name (``"v2"``) to ``{"settings": ..., "metrics":
+    ...}`` as ``metaadv_tf.protocols.run_protocol`` returns them.
     ``golden`` stores the logits of the first ``num_examples`` images of ``split``.
     """
 
@@ -90,6 +92,7 @@ class ModelCard:
     weights_dtype: str
     evaluation: dict[str, Any]
     metrics: dict[str, Any]
+    evaluations: dict[str, Any]
     golden: dict[str, Any]
     notes: str
 
@@ -388,17 +391,58 @@ def evaluate_protocol(
     from metaadv_tf import data
     from metaadv_tf.attack_specs import parse_attacks
     from metaadv_tf.evaluation import evaluate
-    from metaadv_tf.evaluation_cache import EvaluationCache, evaluation_key
+    from metaadv_tf.evaluation_cache import open_cache
 
     x, y = data.load_arrays(dataset, protocol["split"], protocol["num_examples"], data_dir)
-    cache = None
-    if cache_path:
-        key = evaluation_key([w.numpy() for w in model.weights], protocol, dataset)
-        cache = EvaluationCache(cache_path, key)
+    cache = open_cache(cache_path, model, protocol, dataset)
     return evaluate(
         model, x, y, parse_attacks(protocol["attacks"]), groups=protocol["groups"] or None,
         batch_size=protocol["batch_size"], seed=protocol["seed"], cache=cache, progress=progress,
     )
+
+
+def seen_threat_models(card: ModelCard) -> list[str]:
+    """The threat models of the card's training tasks (none for standard training)."""
+    from metaadv_tf.attack_specs import parse_attacks
+    from metaadv_tf.protocols import seen_threat_models as of_attacks
+
+    config = card.train_config
+    if config["method"] == "standard":
+        return []
+    if config["method"] in ("pgd_at", "fgsm_rs"):
+        return ["Linf"]
+    return of_attacks(parse_attacks(config["train_attacks"]))
+
+
+def evaluate_card(
+    name: str,
+    protocol: str = "v2",
+    *,
+    directory: str | None = None,
+    data_dir: str | None = None,
+    cache_path: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Runs ``protocol`` on zoo model ``name``, seen/unseen from its training tasks.
+
+    Returns ``{"settings": ..., "metrics": ...}``, as stored in ``card.evaluations[protocol]``.
+    """
+    from metaadv_tf.protocols import get_protocol, run_protocol
+
+    card = get_card(name, directory=directory)
+    settings = get_protocol(protocol).settings(seen_threat_models(card))
+    metrics = run_protocol(load_model(name, directory=directory), card.dataset, settings,
+                           data_dir=data_dir, cache_path=cache_path, progress=progress)
+    return {"settings": settings, "metrics": metrics}
+
+
+def store_evaluation(name: str, protocol: str, record: Mapping[str, Any], *, directory: str | None = None) -> ModelCard:
+    """Writes ``record`` (from ``evaluate_card``) into zoo model ``name``'s card, atomically."""
+    card = get_card(name, directory=directory)
+    updated = dataclasses.replace(card, evaluations={**card.evaluations, protocol: dict(record)})
+    atomic_write_text(os.path.join(zoo_dir(directory), f"{name}.json"), updated.to_json())
+    clear_cache()
+    return updated
 
 
 def report_metrics(report: "EvaluationReport") -> dict[str, Any]:
@@ -438,6 +482,9 @@ def verify_golden(model: "keras.Model", card: ModelCard, *, data_dir: str | None
 # --- publishing ----------------------------------------------------------------------------
 
 
+PUBLISHED_CHECKPOINTS = ("final", "best")
+
+
 def publish(
     workdir: str,
     name: str,
@@ -451,8 +498,13 @@ def publish(
     directory: str | None = None,
     data_dir: str | None = None,
     progress: bool = False,
+    checkpoint: str = "final",
 ) -> ModelCard:
     """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
+
+    ``checkpoint`` "final" publishes the run's last weights; "best" its best validation checkpoint
+    (``best.weights.h5`` of a run with ``validation_examples``): the card's ``train_steps`` and
+    ``images_seen`` are then those of the best step, and its notes name the step.
 
     Writes ``<name>.weights.h5`` (float16 when ``float16`` and no logit of the evaluation images
     moves more than ``FLOAT16_LOGIT_TOLERANCE``, else float32), evaluates the stored weights with
@@ -472,14 +524,17 @@ def publish(
     card_path = os.path.join(directory, f"{name}.json")
     if os.path.exists(card_path) and not overwrite:
         raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
-    config, result, final_weights = read_run(workdir)
+    check_choice("checkpoint", checkpoint, list(PUBLISHED_CHECKPOINTS))
+    config, result, weights = read_run(workdir)
+    if checkpoint == "best":
+        weights, result, notes = _best_checkpoint(workdir, config, result, notes)
     threat, eps = threat_model or training_threat_model(config)
     protocol = evaluation_protocol(attacks, num_examples)
     info = data.get_info(config.dataset)
     trained = build_architecture(
         config.model, info.image_shape, info.num_classes, model_arguments(config)
     )
-    trained.load_weights(final_weights)
+    trained.load_weights(weights)
     # every constructor argument, defaults included, so later default changes cannot alter the model
     arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
     build = functools.partial(build_architecture, config.model, info.image_shape, info.num_classes, arguments)
@@ -496,7 +551,7 @@ def publish(
         train_seconds=float(result["train_seconds"]), train_steps=int(result["steps"]),
         images_seen=int(result["images_seen"]), weights=os.path.basename(weights_file),
         sha256=sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
-        metrics=report_metrics(report), golden=golden_logits(published, config.dataset, data_dir=data_dir),
+        metrics=report_metrics(report), evaluations={}, golden=golden_logits(published, config.dataset, data_dir=data_dir),
         notes=notes,
     )
     atomic_write_text(card_path, card.to_json())
@@ -520,6 +575,25 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
     with open(paths["result.json"], encoding="utf-8") as handle:
         result = json.load(handle)
     return config, result, paths["final.weights.h5"]
+
+
+def _best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str
+                     ) -> tuple[str, dict[str, Any], str]:
+    """(weights path, result.json values of the best step, notes naming it) of a finished run's
+    best validation checkpoint; raises FileNotFoundError when the run kept none."""
+    from metaadv_tf.training.selection import BEST_WEIGHTS
+
+    path = os.path.join(workdir, BEST_WEIGHTS)
+    if result.get("best_step") is None or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{workdir} has no best validation checkpoint ({path}): train with validation_examples > 0,"
+            " or publish checkpoint='final'."
+        )
+    step = result["best_step"]
+    best = {**result, "steps": step, "images_seen": step * config.images_per_step}
+    described = (f"Best validation checkpoint: step {step} of {result['steps']}, validation union"
+                 f" accuracy {result['best_validation_accuracy']:.4f}.")
+    return path, best, f"{described} {notes}".strip()
 
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:

@@ -5,6 +5,8 @@
 Writes ``zoo/<name>.weights.h5`` (float16 when that moves no logit by more than 1e-3, else
 float32) and ``zoo/<name>.json``, whose metrics come from the standard protocol on the first
 ``--num_examples`` test images. ``python scripts/evaluate.py --model=<name>`` reproduces them.
+``--checkpoint=best`` publishes the run's best validation checkpoint (``best.weights.h5``, from
+training with ``--validation_examples``) instead of its final weights.
 Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish elsewhere.
 """
 from __future__ import annotations
@@ -30,6 +32,10 @@ _THREAT_MODEL = flags.DEFINE_string(
     "threat_model", None, "Card threat model, e.g. Linf (default: from the training attacks)."
 )
 _EPS = flags.DEFINE_float("eps", None, "Card eps; give it with --threat_model.")
+_CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint", "final", list(zoo.PUBLISHED_CHECKPOINTS),
+    "final: the run's last weights; best: its best validation checkpoint (best.weights.h5).",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing entry of that name.")
 _ZOO_DIR = flags.DEFINE_string("zoo_dir", None, f"Zoo directory (default: ${zoo.ZOO_DIR_ENV} or zoo/).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data directory (default: $METAADV_DATA_DIR).")
@@ -45,6 +51,7 @@ def main(argv: Sequence[str]) -> None:
         _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
         float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
         overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
+        checkpoint=_CHECKPOINT.value,
     ))
     path = os.path.join(zoo.zoo_dir(_ZOO_DIR.value), f"{card.name}.json")
     print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {path}")
