@@ -8,6 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["metaadv_tf", "metaadv_tf.*"]),
+    package_data={"metaadv_tf": ["cards/*.json"]},  # the zoo's cards; weights are downloaded (zoo.py)
     python_requires=">=3.10,<3.13",
     # Bounds are the versions tested together (BUILD.md). `tensorflow-cpu` is named rather than
     # `tensorflow`: pip does not know that one satisfies the other, and GPU users install

@@ -1,8 +1,9 @@
 """The model zoo: model cards as data, ``load_model`` with sha256 checks, and publishing.
 
-An entry is two files in the zoo directory (``zoo/`` in the checkout, or ``$METAADV_ZOO_DIR``):
-``<name>.json``, a `ModelCard`, and ``<name>.weights.h5``. Scanning that directory is the one
-place entries are registered; nothing in the code names a model. Example::
+An entry is a card, ``<name>.json`` (a `ModelCard`), and a weights file, ``<name>.weights.h5``.
+Cards ship inside the package (``metaadv_tf/cards/``); scanning the cards directory is the one
+place entries are registered, and nothing in the code names a model. ``$METAADV_ZOO_DIR`` (or
+``directory=``) names another zoo directory, holding both cards and weights. Example::
 
     from metaadv_tf import list_models, get_card, load_model
     list_models(dataset="fashion_mnist", method="mat")   # ['resnet18_mat', ...]
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
     from metaadv_tf.training import TrainConfig
 
 ZOO_DIR_ENV = "METAADV_ZOO_DIR"
-DEFAULT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+PACKAGE_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cards")
+CHECKOUT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 
 # The standard evaluation protocol: attacks seen in MAT training and attacks it never saw.
 STANDARD_ATTACKS = "fgsm,pgd_linf(steps=20),bim,mim,pgd_l2,cw_l2,spsa"
@@ -133,9 +135,15 @@ class ModelCard:
 # --- the registry --------------------------------------------------------------------------
 
 
-def zoo_dir(directory: str | None = None) -> str:
-    """The zoo directory: ``directory``, else ``$METAADV_ZOO_DIR``, else ``zoo/`` of the checkout."""
-    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or DEFAULT_ZOO_DIR)
+def cards_dir(directory: str | None = None) -> str:
+    """Where cards are read: ``directory``, else ``$METAADV_ZOO_DIR``, else the package's ``cards/``."""
+    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or PACKAGE_CARDS_DIR)
+
+
+def weights_dir(directory: str | None = None) -> str:
+    """The local zoo directory weights are looked up in first: ``directory``, else
+    ``$METAADV_ZOO_DIR``, else ``zoo/`` of the source checkout (absent from an installed package)."""
+    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or CHECKOUT_ZOO_DIR)
 
 
 @functools.cache
@@ -165,7 +173,7 @@ def list_models(
         list_models(dataset="fashion_mnist", architecture="resnet18")
     """
     wanted = {"dataset": dataset, "method": method, "architecture": architecture}
-    registry = _scan(zoo_dir(directory))
+    registry = _scan(cards_dir(directory))
     return [
         name for name in registry.names()
         if all(value is None or getattr(registry.get(name), key) == value for key, value in wanted.items())
@@ -177,7 +185,7 @@ def get_card(name: str, *, directory: str | None = None) -> ModelCard:
 
     Example: ``get_card("resnet18_mat").metrics["worst_case_accuracy"]``.
     """
-    directory = zoo_dir(directory)
+    directory = cards_dir(directory)
     registry = _scan(directory)
     if name not in registry:
         raise ValueError(_unknown_model_message(name, directory))
@@ -214,7 +222,7 @@ def resolve_model(spec: str, *, directory: str | None = None) -> "keras.Model":
         return keras.saving.load_model(spec)
     if os.sep in spec or spec.endswith(".keras"):
         raise ValueError(f"Found no model file at {spec!r}; pass a .keras file or a zoo model name.")
-    raise ValueError(_unknown_model_message(spec, zoo_dir(directory)))
+    raise ValueError(_unknown_model_message(spec, cards_dir(directory)))
 
 
 def _check_keras_archive(path: str) -> None:
@@ -248,7 +256,7 @@ def _unknown_model_message(name: str, directory: str) -> str:
 
 def weights_path(card: ModelCard, directory: str | None = None) -> str:
     """Where ``card``'s weights file lives."""
-    return os.path.join(zoo_dir(directory), card.weights)
+    return os.path.join(weights_dir(directory), card.weights)
 
 
 def sha256_file(path: str) -> str:
@@ -468,8 +476,7 @@ def publish(
         raise ValueError(
             f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
         )
-    directory = zoo_dir(directory)
-    card_path = os.path.join(directory, f"{name}.json")
+    card_path = os.path.join(cards_dir(directory), f"{name}.json")
     if os.path.exists(card_path) and not overwrite:
         raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
     config, result, final_weights = read_run(workdir)
@@ -484,7 +491,7 @@ def publish(
     arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
     build = functools.partial(build_architecture, config.model, info.image_shape, info.num_classes, arguments)
     x, _ = data.load_arrays(config.dataset, protocol["split"], num_examples, data_dir)
-    weights_file = os.path.join(directory, f"{name}.weights.h5")
+    weights_file = os.path.join(weights_dir(directory), f"{name}.weights.h5")
     published, dtype = _store_weights(trained, build, weights_file, float16, x)
     report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir,
                                cache_path=os.path.join(workdir, EVALUATION_CACHE), progress=progress)

@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> None:
         float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
         overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
     ))
-    path = os.path.join(zoo.zoo_dir(_ZOO_DIR.value), f"{card.name}.json")
+    path = os.path.join(zoo.cards_dir(_ZOO_DIR.value), f"{card.name}.json")
     print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {path}")
     print(f"clean {card.metrics['clean_accuracy']:.4f}, worst case {card.metrics['worst_case_accuracy']:.4f}")
 
