@@ -10,18 +10,21 @@ place entries are registered, and nothing in the code names a model. ``$METAADV_
     card = get_card("resnet18_mat")                        # provenance, protocol, metrics
     model = load_model("resnet18_mat")                     # checked against card.sha256
 
-Weights are checked before Keras sees them: a missing file, a Git LFS pointer, or any other
-sha256 mismatch (corruption, truncation) raises a clear error. Weights may be stored as float16;
-Keras casts each stored array to its float32 variable when it assigns it, so loading them needs
-nothing special. ``publish`` (``scripts/publish_model.py``) turns a finished training run into an
-entry, and every metric in a card is reproduced by ``scripts/evaluate.py --model=NAME``.
+Weights are looked up in the local zoo directory (``$METAADV_ZOO_DIR``, else the checkout's
+``zoo/``), then in a cache (``$METAADV_CACHE``, else ``~/.keras/metaadv_tf/``), then downloaded
+from ``$METAADV_ZOO_URL`` (else ``DEFAULT_ZOO_URL``, the project's release) into the cache. They
+are checked before Keras sees them: a Git LFS pointer or any other sha256 mismatch (corruption,
+truncation, tampering) raises a clear error, and so does a file found nowhere. Weights may be
+stored as float16; Keras casts each stored array to its float32 variable when it assigns it, so
+loading them needs nothing special. ``publish`` (``scripts/publish_model.py``) turns a finished
+training run into an entry, and every metric in a card is reproduced by
+``scripts/evaluate.py --model=NAME``.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import glob
-import hashlib
 import json
 import os
 import re
@@ -33,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from metaadv_tf import downloads
+from metaadv_tf.downloads import sha256_file
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.registry import Registry, check_choice, unknown_name_message
 
@@ -43,6 +48,10 @@ if TYPE_CHECKING:
     from metaadv_tf.training import TrainConfig
 
 ZOO_DIR_ENV = "METAADV_ZOO_DIR"
+CACHE_ENV = "METAADV_CACHE"
+ZOO_URL_ENV = "METAADV_ZOO_URL"
+# The project's published weights: the zoo/*.weights.h5 files attached to its GitHub release.
+DEFAULT_ZOO_URL = "https://github.com/metaadv-tf/metaadv_tf/releases/download/zoo-v0.1.0/"
 PACKAGE_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cards")
 CHECKOUT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 
@@ -193,7 +202,8 @@ def get_card(name: str, *, directory: str | None = None) -> ModelCard:
 
 
 def load_model(name: str, *, pretrained: bool = True, directory: str | None = None) -> "keras.Model":
-    """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256.
+    """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256
+    (found locally, in the cache, or downloaded: see ``weights_path``).
 
     Example::
 
@@ -203,9 +213,7 @@ def load_model(name: str, *, pretrained: bool = True, directory: str | None = No
     card = get_card(name, directory=directory)
     model = card.build()
     if pretrained:
-        path = weights_path(card, directory)
-        verify_weights(path, card.sha256)
-        model.load_weights(path)  # Keras casts float16 arrays to the float32 variables exactly
+        model.load_weights(weights_path(card, directory))  # Keras casts float16 arrays to the float32 variables exactly
     return model
 
 
@@ -254,27 +262,43 @@ def _unknown_model_message(name: str, directory: str) -> str:
 # --- weights files -------------------------------------------------------------------------
 
 
+def cache_dir() -> str:
+    """Where downloaded weights are kept: ``$METAADV_CACHE``, else ``metaadv_tf/`` in Keras' cache
+    directory (``$KERAS_HOME``, else ``~/.keras``)."""
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.abspath(os.environ.get(CACHE_ENV) or os.path.join(keras_home, "metaadv_tf"))
+
+
+def zoo_url() -> str:
+    """Where weights are downloaded from: ``$METAADV_ZOO_URL``, else ``DEFAULT_ZOO_URL``."""
+    return os.environ.get(ZOO_URL_ENV) or DEFAULT_ZOO_URL
+
+
 def weights_path(card: ModelCard, directory: str | None = None) -> str:
-    """Where ``card``'s weights file lives."""
-    return os.path.join(weights_dir(directory), card.weights)
+    """A local file holding ``card``'s weights, checked against ``card.sha256``.
 
-
-def sha256_file(path: str) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    Looked up in order: the local zoo directory (``weights_dir(directory)``), the cache
+    (``cache_dir()``), then downloaded from ``zoo_url()`` into the cache. A local or cached file
+    that fails the check raises ValueError (a cached one is also removed); a file found nowhere
+    raises FileNotFoundError naming every place looked.
+    """
+    local = os.path.join(weights_dir(directory), card.weights)
+    if os.path.exists(local):
+        verify_weights(local, card.sha256)
+        return local
+    try:
+        return downloads.fetch(card.weights, card.sha256, zoo_url(), cache_dir())
+    except OSError as error:
+        cached = downloads.cached_path(card.weights, card.sha256, cache_dir())
+        raise FileNotFoundError(
+            f"Found no weights for zoo model {card.name!r}: {local} does not exist, the cache has no"
+            f" {cached}, and {error}. Set ${ZOO_URL_ENV} to a reachable copy of the zoo, or"
+            f" ${ZOO_DIR_ENV} to a directory holding {card.weights} and the cards."
+        ) from None
 
 
 def verify_weights(path: str, sha256: str) -> None:
-    """Raises unless ``path`` exists and hashes to ``sha256`` (names Git LFS pointers as such)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Weights file {path} is missing. Restore it (e.g. `git lfs pull` or `git checkout --"
-            f" {path}`) or publish the model again."
-        )
+    """Raises ValueError unless the file ``path`` hashes to ``sha256`` (names Git LFS pointers as such)."""
     with open(path, "rb") as handle:
         head = handle.read(len(LFS_POINTER_PREFIX))
     if head == LFS_POINTER_PREFIX:

@@ -202,7 +202,7 @@ def _lfs_pointer(path: Path) -> None:
         (_flip_a_bit, ValueError, "is corrupted or truncated"),
         (_truncate, ValueError, "is corrupted or truncated"),
         (_lfs_pointer, ValueError, "is a Git LFS pointer"),
-        (Path.unlink, FileNotFoundError, "is missing"),
+        (Path.unlink, FileNotFoundError, "does not exist"),
     ],
     ids=["bit_flip", "truncated", "lfs_pointer", "missing"],
 )
