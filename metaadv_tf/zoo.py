@@ -1,4 +1,4 @@
-"""The model zoo: model cards as data, ``load_model`` with sha256 checks, and publishing.
+"""The model zoo: model cards as data, and ``load_model`` with sha256 checks (``publish`` writes).
 
 An entry is a card, ``<name>.json`` (a `ModelCard`), and a weights file, ``<name>.weights.h5``.
 Cards ship inside the package (``metaadv_tf/cards/``); scanning the cards directory is the one
@@ -16,8 +16,8 @@ from ``$METAADV_ZOO_URL`` (else ``DEFAULT_ZOO_URL``, the project's release) into
 are checked before Keras sees them: a Git LFS pointer or any other sha256 mismatch (corruption,
 truncation, tampering) raises a clear error, and so does a file found nowhere. Weights may be
 stored as float16; Keras casts each stored array to its float32 variable when it assigns it, so
-loading them needs nothing special. ``publish`` (``scripts/publish_model.py``) turns a finished
-training run into an entry, and every metric in a card is reproduced by
+loading them needs nothing special. ``metaadv_tf.publish`` (``scripts/publish_model.py``) turns a
+finished training run into an entry, and every metric in a card is reproduced by
 ``scripts/evaluate.py --model=NAME``.
 """
 from __future__ import annotations
@@ -27,25 +27,22 @@ import functools
 import glob
 import json
 import os
-import re
-import shlex
 import tempfile
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from metaadv_tf import downloads
 from metaadv_tf.downloads import sha256_file
-from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.io_utils import atomic_save
 from metaadv_tf.registry import Registry, check_choice, unknown_name_message
 
 if TYPE_CHECKING:
     import keras
 
     from metaadv_tf.evaluation import EvaluationReport
-    from metaadv_tf.training import TrainConfig
 
 ZOO_DIR_ENV = "METAADV_ZOO_DIR"
 CACHE_ENV = "METAADV_CACHE"
@@ -61,15 +58,11 @@ STANDARD_GROUPS = {"seen": ["fgsm", "pgd_linf", "bim"], "unseen": ["mim", "pgd_l
 
 WEIGHTS_DTYPES = ("float16", "float32")
 MAX_WEIGHTS_BYTES = 50 * 1024**2
-FLOAT16_LOGIT_TOLERANCE = 1e-3  # float16 weights are kept only if no logit moves more than this
 GOLDEN_EXAMPLES = 4
 GOLDEN_DECIMALS = 6
 GOLDEN_ATOL = 1e-3
-EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publish resumes evaluating there
+EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publishing resumes evaluating there
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_NORM_LABELS = {"inf": "Linf", 2: "L2"}
-_NOT_ARCHITECTURE_ARGS = ("name", "trainable", "input_shape", "num_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +206,8 @@ def load_model(name: str, *, pretrained: bool = True, directory: str | None = No
     card = get_card(name, directory=directory)
     model = card.build()
     if pretrained:
-        model.load_weights(weights_path(card, directory))  # Keras casts float16 arrays to the float32 variables exactly
+        # Keras casts float16 arrays to the float32 variables exactly
+        model.load_weights(weights_path(card, directory))
     return model
 
 
@@ -465,157 +459,3 @@ def verify_golden(model: "keras.Model", card: ModelCard, *, data_dir: str | None
             f" {difference:.3g} > atol {golden['atol']}. Its architecture or weights changed."
         )
     return difference
-
-
-# --- publishing ----------------------------------------------------------------------------
-
-
-def publish(
-    workdir: str,
-    name: str,
-    *,
-    attacks: str | Sequence[str] = STANDARD_ATTACKS,
-    num_examples: int = 1000,
-    float16: bool = True,
-    notes: str = "",
-    threat_model: tuple[str, float] | None = None,
-    overwrite: bool = False,
-    directory: str | None = None,
-    data_dir: str | None = None,
-    progress: bool = False,
-) -> ModelCard:
-    """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
-
-    Writes ``<name>.weights.h5`` (float16 when ``float16`` and no logit of the evaluation images
-    moves more than ``FLOAT16_LOGIT_TOLERANCE``, else float32), evaluates the stored weights with
-    ``evaluation_protocol(attacks, num_examples)``, then writes ``<name>.json``. ``threat_model``
-    (e.g. ``("Linf", 0.1)``) overrides the one derived from the run's training attacks. Example::
-
-        publish("runs/resnet18_mat", "resnet18_mat")
-    """
-    from metaadv_tf import data
-    from metaadv_tf.training import model_arguments
-
-    if not _NAME.match(name):
-        raise ValueError(
-            f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
-        )
-    card_path = os.path.join(cards_dir(directory), f"{name}.json")
-    if os.path.exists(card_path) and not overwrite:
-        raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
-    config, result, final_weights = read_run(workdir)
-    threat, eps = threat_model or training_threat_model(config)
-    protocol = evaluation_protocol(attacks, num_examples)
-    info = data.get_info(config.dataset)
-    trained = build_architecture(
-        config.model, info.image_shape, info.num_classes, model_arguments(config)
-    )
-    trained.load_weights(final_weights)
-    # every constructor argument, defaults included, so later default changes cannot alter the model
-    arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
-    build = functools.partial(build_architecture, config.model, info.image_shape, info.num_classes, arguments)
-    x, _ = data.load_arrays(config.dataset, protocol["split"], num_examples, data_dir)
-    weights_file = os.path.join(weights_dir(directory), f"{name}.weights.h5")
-    published, dtype = _store_weights(trained, build, weights_file, float16, x)
-    report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir,
-                               cache_path=os.path.join(workdir, EVALUATION_CACHE), progress=progress)
-    card = ModelCard(
-        name=name, architecture=config.model, architecture_args=arguments,
-        dataset=config.dataset, input_shape=tuple(info.image_shape), num_classes=info.num_classes,
-        threat_model=threat, eps=float(eps), method=config.method,
-        train_config=json.loads(config.to_json()), train_command=train_command(config, workdir),
-        train_seconds=float(result["train_seconds"]), train_steps=int(result["steps"]),
-        images_seen=int(result["images_seen"]), weights=os.path.basename(weights_file),
-        sha256=sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
-        metrics=report_metrics(report), golden=golden_logits(published, config.dataset, data_dir=data_dir),
-        notes=notes,
-    )
-    atomic_write_text(card_path, card.to_json())
-    clear_cache()
-    return card
-
-
-def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
-    """(config, result.json values, final weights path) of a finished run; raises if unfinished."""
-    from metaadv_tf.training import TrainConfig
-
-    paths = {name: os.path.join(workdir, name) for name in ("config.json", "result.json", "final.weights.h5")}
-    missing = [path for path in paths.values() if not os.path.isfile(path)]
-    if missing:
-        raise FileNotFoundError(
-            f"{workdir} is not a finished training run: {', '.join(missing)} missing. Finish the run"
-            " (rerun its train command to resume) before publishing it."
-        )
-    with open(paths["config.json"], encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
-    with open(paths["result.json"], encoding="utf-8") as handle:
-        result = json.load(handle)
-    return config, result, paths["final.weights.h5"]
-
-
-def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
-    """("Linf" or "L2", eps) of the attacks a run trained on; ("none", 0.0) for standard training.
-
-    Raises ValueError when the training attacks mix norms or radii: name the threat model then.
-    """
-    from metaadv_tf.attack_specs import parse_attacks
-
-    if config.method == "standard":
-        return "none", 0.0
-    if config.method in ("pgd_at", "fgsm_rs"):
-        return "Linf", config.eps
-    found = {(_NORM_LABELS[a.settings["norm"]], a.eps) for a in parse_attacks(config.train_attacks)}
-    if len(found) != 1:
-        raise ValueError(
-            f"The training attacks {config.train_attacks!r} mix threat models {sorted(found)};"
-            " give the card's threat model and eps explicitly."
-        )
-    return found.pop()
-
-
-def train_command(config: "TrainConfig", workdir: str) -> str:
-    """The ``scripts/train.py`` command line that reruns ``config`` exactly, every flag written out.
-
-    Flags are named like the TrainConfig and MetaConfig fields (see ``flag_utils``).
-    Example: ``python scripts/train.py --batch_size=128 ... --workdir=runs/cnn_mat``.
-    """
-    values = {**dataclasses.asdict(config), **dataclasses.asdict(config.meta), "workdir": workdir}
-    del values["meta"]
-    arguments = [_flag(name, value) for name, value in values.items() if value is not None]
-    return " ".join(["python", "scripts/train.py", *(shlex.quote(a) for a in arguments)])
-
-
-def _flag(name: str, value: Any) -> str:
-    """One absl flag: booleans as --name/--noname, dicts as JSON, sequences comma-separated."""
-    if isinstance(value, bool):
-        return f"--{name}" if value else f"--no{name}"
-    if isinstance(value, dict):
-        value = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    elif isinstance(value, (list, tuple)):
-        value = ",".join(map(repr, value))
-    return f"--{name}={value}"
-
-
-def _store_weights(
-    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, float16: bool, x: np.ndarray
-) -> tuple["keras.Model", str]:
-    """Stores float16 weights if they move no logit on ``x`` by more than ``FLOAT16_LOGIT_TOLERANCE``
-    (and ``float16``), else float32; returns the model loaded from the file and the dtype."""
-    if float16:
-        stored, change = _store(model, build, path, "float16", x)
-        if change <= FLOAT16_LOGIT_TOLERANCE:
-            return stored, "float16"
-    stored, _ = _store(model, build, path, "float32", x)
-    return stored, "float32"
-
-
-def _store(
-    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, dtype: str, x: np.ndarray
-) -> tuple["keras.Model", float]:
-    """Saves ``model``'s weights as ``dtype`` and loads them into ``build()`` as ``load_model``
-    does; returns that model and the largest logit change the round trip caused on ``x``."""
-    save_weights(model, path, dtype)
-    stored = build()
-    stored.load_weights(path)
-    before, after = (m.predict(x, batch_size=100, verbose=0) for m in (model, stored))
-    return stored, float(np.max(np.abs(before - after)))

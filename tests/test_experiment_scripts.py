@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from metaadv_tf import zoo
+from metaadv_tf import publish
 from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
 
@@ -15,7 +15,7 @@ def tiny_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     for name in ("tiny_a", "tiny_b"):
         train_tiny_run(root / name)
-        zoo.publish(str(root / name), name, attacks="fgsm,mim(steps=2)", num_examples=20,
+        publish.publish(str(root / name), name, attacks="fgsm,mim(steps=2)", num_examples=20,
                     directory=str(root / "zoo"))
     return root / "zoo"
 
@@ -74,7 +74,7 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
                        epochs=None, meta=MetaConfig(num_tasks=2, support_size=8, query_size=8),
                        train_attacks="fgsm,pgd_linf(steps=2)", checkpoint_every=1)
     train(base, str(tmp_path / "base"), progress=False)
-    zoo.publish(str(tmp_path / "base"), "tiny_mat", num_examples=4, directory=str(tmp_path / "zoo"))
+    publish.publish(str(tmp_path / "base"), "tiny_mat", num_examples=4, directory=str(tmp_path / "zoo"))
     output = tmp_path / "recipes.md"
     arguments = ["--base=tiny_mat", "--reference=tiny_mat", "--recipes=longer_inner", f"--output={output}",
                  f"--workdir={tmp_path / 'runs'}"]
