@@ -28,6 +28,9 @@ setup(
         "tensorboard>=2.16,<2.22",  # tf.summary needs it; tensorflow-cpu 2.21 no longer pulls it in
         "tqdm>=4.60",
     ],
+    entry_points={"console_scripts": [
+        f"metaadv-{name}=metaadv_tf.cli.{name}:main" for name in ("train", "evaluate", "finetune", "export")
+    ]},
     extras_require={
         # macOS has no tensorflow-cpu wheels: its `tensorflow` is the CPU build
         "cpu": [f"tensorflow-cpu{TENSORFLOW}; sys_platform != 'darwin'",
