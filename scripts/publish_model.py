@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
@@ -60,4 +62,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

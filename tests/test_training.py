@@ -54,6 +54,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_resumed_run_says_so(tmp_path, capsys):
+    Trainer(tiny_config("standard", steps=2), str(tmp_path)).train()
+    assert "Resumed" not in capsys.readouterr().err
+    Trainer(tiny_config("standard", steps=3), str(tmp_path)).train()
+    assert f"Resumed from step 2 of 3 in {tmp_path}\n" in capsys.readouterr().err
+
+
 def test_meta_run_resumes_step_counter_sampler_and_optimizer_state(tmp_path):
     Trainer(tiny_config("mat", steps=2), str(tmp_path)).train(progress=False)
     resumed = Trainer(tiny_config("mat", steps=3), str(tmp_path))

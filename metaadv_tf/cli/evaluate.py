@@ -15,12 +15,13 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf import data, flag_utils, zoo  # noqa: E402
-from metaadv_tf.cli import runner  # noqa: E402
 
 _MODEL = flags.DEFINE_string(
     "model", None, "A zoo model name or the path to a .keras model file.", required=True

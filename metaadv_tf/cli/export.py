@@ -8,15 +8,15 @@ Serving expects numbered version directories: export to ``<base>/<version>``.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf import flag_utils  # noqa: E402
-from metaadv_tf.cli import runner  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "A zoo model name or a .keras file.", required=True)
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel directory to write.", required=True)

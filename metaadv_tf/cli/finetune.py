@@ -15,12 +15,13 @@ import os
 import time
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf import flag_utils  # noqa: E402
-from metaadv_tf.cli import runner  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "Zoo model name.", required=True)
 _ATTACKS = flags.DEFINE_string("attacks", None, "Attack specs to adapt to, e.g. 'mim,pgd_l2'.", required=True)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags
-
-from metaadv_tf import flag_utils
 from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
+
+from absl import app, flags  # noqa: E402
+
+from metaadv_tf import flag_utils  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and results.", required=True)
