@@ -33,7 +33,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.training.loop import CHECKPOINTS_KEPT, checkpoint_problem  # noqa: E402
+from metaadv_tf.training.loop import CHECKPOINTS_KEPT, checkpoint_problem, listed_checkpoint_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -123,26 +122,12 @@ def step_of(prefix: str) -> int:
     return int(prefix.rsplit("-", 1)[1])
 
 
-def latest_step(workdir: Path) -> int:
-    """The step of the latest listed checkpoint (0: none), while the run may be replacing the state.
-
-    Read in one ``open``: TensorFlow's reader takes the size from the path and the bytes from the file
-    it opened, so it can see a state file that was replaced in between cut short.
-    """
-    try:
-        text = (workdir / "checkpoints" / "checkpoint").read_text()
-    except FileNotFoundError:
-        return 0
-    found = re.search(r'^model_checkpoint_path: ".*-(\d+)"$', text, re.MULTILINE)
-    return int(found[1]) if found else 0
-
-
 def record_timeline(workdir: Path, log: Path) -> tuple[list[tuple[float, int]], float]:
     """Runs to the end, polling: ([(seconds after launch, step) per new checkpoint], wall seconds)."""
     start, timeline = time.perf_counter(), []
     process = launch(workdir, log)
     while process.poll() is None:
-        step = latest_step(workdir)
+        step = listed_checkpoint_step(str(workdir))
         if step and (not timeline or timeline[-1][1] != step):
             timeline.append((time.perf_counter() - start, step))
         time.sleep(POLL_SECONDS)
@@ -156,7 +141,7 @@ def kill_at(moment: float, timeline: list[tuple[float, int]], workdir: Path, log
     anchor_seconds, anchor_step = max(((s, k) for s, k in timeline if s <= moment), default=(0.0, 0))
     start = time.perf_counter()
     process = launch(workdir, log)
-    while anchor_step and process.poll() is None and latest_step(workdir) < anchor_step:
+    while anchor_step and process.poll() is None and listed_checkpoint_step(str(workdir)) < anchor_step:
         time.sleep(POLL_SECONDS)
     time.sleep(moment - anchor_seconds)
     killed = process.poll() is None

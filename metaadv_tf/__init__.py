@@ -34,6 +34,7 @@ _LAZY = {
     "get_attack": "metaadv_tf.attacks",
     "list_attacks": "metaadv_tf.attacks",
     "evaluate": "metaadv_tf.evaluation",
+    "benchmark": "metaadv_tf.protocols",
 }
 
 

@@ -132,15 +132,16 @@ def _epoch_order(count: tf.Tensor, shuffle: bool, seed: int, epoch: int) -> tf.T
 
 
 def load_arrays(
-    name: str, split: str = "test", num_examples: int | None = None, data_dir: str | None = None
+    name: str, split: str = "test", num_examples: int | None = None, data_dir: str | None = None,
+    *, offset: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``num_examples`` of a split (TFDS's stored order, no shuffling).
+    """``num_examples`` of a split from index ``offset`` on (TFDS's stored order, no shuffling).
 
     Returns float32 images [N, H, W, C] in [0, 1] and int32 labels [N].
     """
     info = get_info(name)
-    _subset_size(info, split, num_examples)
-    images, labels = _read_split(info, split, num_examples, data_dir)
+    _subset_size(info, split, num_examples, offset)
+    images, labels = _read_split(info, split, num_examples, data_dir, offset)
     return images.numpy().astype(np.float32) / 255.0, labels.numpy().astype(np.int32)
 
 
@@ -151,27 +152,32 @@ def prepare(name: str, data_dir: str | None = None) -> str:
     return data_dir
 
 
-def _subset_size(info: DatasetInfo, split: str, num_examples: int | None) -> int:
-    """Checks ``split`` and ``num_examples``; returns how many examples they select."""
+def _subset_size(info: DatasetInfo, split: str, num_examples: int | None, offset: int = 0) -> int:
+    """Checks ``split``, ``num_examples`` and ``offset``; returns how many examples they select."""
     check_choice(f"{info.name} split", split, list(info.splits))
-    available = info.splits[split]
+    offset = check_positive_int("offset", offset, allow_zero=True)
+    available = info.splits[split] - offset
+    if available < 1:
+        raise ValueError(f"offset={offset} leaves no example of {info.name} {split!r}.")
     if num_examples is None:
         return available
     num_examples = check_positive_int("num_examples", num_examples)
     if num_examples > available:
         raise ValueError(
             f"num_examples={num_examples} is more than the {available} examples of"
-            f" {info.name} {split!r}."
+            f" {info.name} {split!r}" + (f" from offset {offset}." if offset else ".")
         )
     return num_examples
 
 
 def _read_split(
-    info: DatasetInfo, split: str, num_examples: int | None, data_dir: str | None
+    info: DatasetInfo, split: str, num_examples: int | None, data_dir: str | None, offset: int = 0
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The first ``num_examples`` (default all) of a split as in-memory uint8 images and labels."""
+    """``num_examples`` (default all) of a split from index ``offset`` on, as in-memory uint8
+    images and labels."""
     builder = _prepared_builder(info, data_dir or default_data_dir())
-    selection = split if num_examples is None else f"{split}[:{num_examples}]"
+    end = "" if num_examples is None else offset + num_examples
+    selection = split if (num_examples, offset) == (None, 0) else f"{split}[{offset or ''}:{end}]"
     examples = builder.as_dataset(split=selection, as_supervised=True, shuffle_files=False)
     chunks = list(examples.batch(_READ_CHUNK))
     return tf.concat([c[0] for c in chunks], 0), tf.concat([c[1] for c in chunks], 0)

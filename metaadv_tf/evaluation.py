@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from metaadv_tf.attacks import Attack, attack_labels, eps_label, get_attack
+from metaadv_tf.attack_specs import parse_attack
+from metaadv_tf.attacks import Attack, attack_labels, eps_label
 from metaadv_tf.evaluation_cache import EvaluationCache
 from metaadv_tf.io_utils import atomic_write_text
 from metaadv_tf.registry import unknown_name_message
@@ -91,7 +92,7 @@ def evaluate(
     model: ModelFn,
     x: np.ndarray,
     y: np.ndarray,
-    attacks: Sequence[Attack | str],
+    attacks: Sequence[Attack | str] | Mapping[str, Attack | str],
     *,
     groups: Mapping[str, Sequence[str]] | None = None,
     batch_size: int = 100,
@@ -102,8 +103,8 @@ def evaluate(
     """Clean, per-attack and worst-case accuracy of ``model`` on images ``x`` with labels ``y``.
 
     ``model`` is a Keras model (called with ``training=False``) or any callable returning logits.
-    ``attacks`` are Attack objects or names for ``get_attack``. An attack name used twice is
-    labelled ``name(eps=...)``. ``groups`` maps a group name to attack labels or names, and adds
+    ``attacks`` are Attack objects, names or specs (``"pgd_linf(steps=5)"``); a name used twice is
+    labelled ``name(eps=...)``. A mapping labels its attacks itself (``{"Linf": attack, ...}``). ``groups`` maps a group name to attack labels or names, and adds
     the worst-case accuracy over each group. Each attack runs under ``tf.function``, traced once;
     ``progress`` shows a tqdm bar per attack. ``seed`` reseeds the random number generators
     before each attack, so an attack's result does not depend on the others in the list.
@@ -151,6 +152,14 @@ def evaluate(
         attack_settings={label: _attack_settings(attack) for label, attack in labelled.items()},
         seconds=seconds,
     )
+
+
+def clean_accuracy(model: ModelFn, x: np.ndarray, y: np.ndarray, *, batch_size: int = 500) -> float:
+    """The fraction of images ``x`` that ``model`` classifies as ``y`` (no attack)."""
+    model_fn = _logits_fn(model)
+    step = tf.function(_correct_fn(model_fn))
+    return float(np.mean(_run(step, _batches(check_images(x, _input_shape(model)), y, batch_size),
+                              len(x), CLEAN_LABEL, False)))
 
 
 def check_labels(labels: np.ndarray, num_examples: int, num_classes: int) -> np.ndarray:
@@ -231,14 +240,21 @@ def _run(
     return np.concatenate(flags)[:num_examples]
 
 
-def _label_attacks(attacks: Sequence[Attack | str]) -> dict[str, Attack]:
-    """Resolves names with ``get_attack`` and labels each attack (``attack_labels``)."""
-    if not isinstance(attacks, (list, tuple)) or not attacks:
+def _label_attacks(attacks: Sequence[Attack | str] | Mapping[str, Attack | str]) -> dict[str, Attack]:
+    """Resolves names and specs; labels a list's attacks with ``attack_labels``."""
+    if not isinstance(attacks, (list, tuple, Mapping)) or not attacks:
         raise ValueError(
-            f"attacks must be a non-empty list of attacks or names. Received: {attacks!r}"
+            f"attacks must be a non-empty list or mapping of attacks or names. Received: {attacks!r}"
         )
-    resolved = [get_attack(a) if isinstance(a, str) else a for a in attacks]
+    if isinstance(attacks, Mapping):
+        return {label: _resolve_attack(a) for label, a in attacks.items()}
+    resolved = [_resolve_attack(a) for a in attacks]
     return dict(zip(attack_labels(resolved), resolved))
+
+
+def _resolve_attack(attack: Attack | str) -> Attack:
+    """An Attack, or the one a name or spec (``"pgd_linf(steps=5)"``) describes."""
+    return parse_attack(attack) if isinstance(attack, str) else attack
 
 
 def _group_members(

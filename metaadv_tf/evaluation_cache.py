@@ -69,3 +69,10 @@ def evaluation_key(weights: list[np.ndarray], protocol: Mapping[str, Any], datas
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps({"dataset": dataset, **protocol}, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def open_cache(path: str | None, model: Any, protocol: Mapping[str, Any], dataset: str) -> EvaluationCache | None:
+    """The cache at ``path`` for ``model``'s weights under ``protocol`` (None without a path)."""
+    if not path:
+        return None
+    return EvaluationCache(path, evaluation_key([w.numpy() for w in model.weights], protocol, dataset))

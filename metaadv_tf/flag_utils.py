@@ -7,7 +7,7 @@ from typing import Callable, TypeVar
 
 from absl import flags
 
-from metaadv_tf.training.config import METHODS, STRATEGIES, MetaConfig, TrainConfig
+from metaadv_tf.training.config import LR_SCHEDULES, METHODS, OPTIMIZERS, STRATEGIES, MetaConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 T = TypeVar("T")
@@ -22,21 +22,27 @@ def define_train_flags() -> None:
     flags.DEFINE_string("dataset", d.dataset, "Dataset: fashion_mnist, mnist or cifar10.")
     flags.DEFINE_integer("train_examples", None, "Use only the first N training examples.")
     flags.DEFINE_string("train_attacks", d.train_attacks,
-                        "Training attacks (avg, max, mat, fomaml, reptile): 'fgsm,pgd_linf(steps=3)'.")
+                        "Training attacks (avg, max, sat, msd, mat, fomaml, reptile):"
+                        " 'fgsm,pgd_linf(steps=3)'.")
     flags.DEFINE_float("eps", d.eps, "Linf eps of pgd_at and fgsm_rs.")
     flags.DEFINE_integer("pgd_steps", d.pgd_steps, "PGD steps of pgd_at.")
     flags.DEFINE_integer("batch_size", d.batch_size, "Batch size of the non-meta methods.")
     flags.DEFINE_integer("steps", None, "Training steps (or give --epochs).")
     flags.DEFINE_float("epochs", None, "Training epochs (default 1 when --steps is not given).")
-    flags.DEFINE_string("optimizer", d.optimizer, "adam or sgd (momentum 0.9).")
-    flags.DEFINE_float("learning_rate", d.learning_rate, "Outer learning rate.")
+    flags.DEFINE_string("optimizer", d.optimizer, f"{', '.join(OPTIMIZERS)} (sgd: momentum 0.9).")
+    flags.DEFINE_float("learning_rate", d.learning_rate, "Outer learning rate (peak of the schedule).")
+    flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (sgd, adamw); 0 = off.")
+    flags.DEFINE_string("lr_schedule", d.lr_schedule,
+                        f"{', '.join(LR_SCHEDULES)} (piecewise: x0.1 at 50% and 75% of the steps).")
+    flags.DEFINE_integer("warmup_steps", d.warmup_steps, "Steps of linear learning-rate warmup.")
     flags.DEFINE_integer("seed", d.seed, "Seed of weights, data order and task sampling.")
     flags.DEFINE_integer("num_tasks", m.num_tasks, "Tasks per meta-step.")
     flags.DEFINE_integer("inner_steps", m.inner_steps, "Inner SGD steps per task.")
     flags.DEFINE_float("inner_learning_rate", m.inner_learning_rate, "Inner SGD learning rate.")
     flags.DEFINE_integer("support_size", m.support_size, "Support examples per task.")
     flags.DEFINE_integer("query_size", m.query_size, "Query examples per task.")
-    flags.DEFINE_list("task_weights", None, "Sampling weight per training attack (default uniform).")
+    flags.DEFINE_list("task_weights", None,
+                      "Sampling weight per training attack (meta methods, sat; default uniform).")
     flags.DEFINE_integer("pool_size", m.pool_size, "Adversarial examples pooled per task (0 = off).")
     flags.DEFINE_integer("pool_refresh", m.pool_refresh, "Regenerate the pools every R steps.")
     flags.DEFINE_bool("task_encoding", m.task_encoding, "Condition the model on a task code.")
@@ -55,7 +61,11 @@ def define_train_flags() -> None:
     flags.DEFINE_integer("log_every", d.log_every, "Write training summaries every K steps.")
     flags.DEFINE_integer("eval_every", d.eval_every, "Evaluate every K steps (0 = off).")
     flags.DEFINE_integer("eval_examples", d.eval_examples, "Test examples for in-training evaluation.")
-    flags.DEFINE_string("eval_attacks", d.eval_attacks, "Attacks of the in-training evaluation.")
+    flags.DEFINE_string("eval_attacks", d.eval_attacks, "Attacks of the in-training test evaluation.")
+    flags.DEFINE_integer("validation_examples", d.validation_examples,
+                         "Hold out the last N training images to validate on and keep the best"
+                         " checkpoint (0 = off).")
+    flags.DEFINE_string("val_attacks", None, "Attacks of the validation (default: --train_attacks).")
 
 
 def train_config_from_flags() -> TrainConfig:
@@ -83,11 +93,13 @@ def train_config_from_flags() -> TrainConfig:
         method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,
         train_examples=FLAGS.train_examples, train_attacks=FLAGS.train_attacks, eps=FLAGS.eps,
         pgd_steps=FLAGS.pgd_steps, batch_size=FLAGS.batch_size, steps=FLAGS.steps, epochs=epochs,
-        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, meta=meta,
+        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
+        lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps, seed=FLAGS.seed, meta=meta,
         strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
         checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
         eval_every=FLAGS.eval_every, eval_examples=FLAGS.eval_examples,
-        eval_attacks=FLAGS.eval_attacks,
+        eval_attacks=FLAGS.eval_attacks, validation_examples=FLAGS.validation_examples,
+        val_attacks=FLAGS.val_attacks,
     )
 
 

@@ -28,7 +28,7 @@ def lp_norm(delta: tf.Tensor, norm: float) -> tf.Tensor:
     raise ValueError(f"norm must be np.inf, 2 or 1. Received: norm={norm!r}")
 
 
-def _per_example(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+def per_example(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """[N] values reshaped to broadcast over ``like`` ([N, ...])."""
     return tf.reshape(values, tf.concat([tf.shape(like)[:1], tf.ones([tf.rank(like) - 1], tf.int32)], 0))
 
@@ -41,7 +41,7 @@ def clip_to_ball(delta: tf.Tensor, norm: float, eps: float | tf.Tensor) -> tf.Te
         return tf.clip_by_value(delta, -eps, eps)
     size = lp_norm(delta, norm)
     factor = tf.minimum(1.0, eps / tf.maximum(size, _TINY))
-    return delta * _per_example(factor, delta)
+    return delta * per_example(factor, delta)
 
 
 def project(x: tf.Tensor, x_adv: tf.Tensor, norm: float, eps: float | tf.Tensor) -> tf.Tensor:
@@ -72,3 +72,31 @@ def project_l1_ball(delta: tf.Tensor, eps: float | tf.Tensor) -> tf.Tensor:
     shrunk = tf.sign(values) * tf.nn.relu(magnitude - tf.maximum(level, 0.0)[:, None])
     inside = tf.reduce_sum(magnitude, axis=1) <= eps
     return tf.reshape(tf.where(inside[:, None], values, shrunk), tf.shape(delta))
+
+
+def project_l1_box(x: tf.Tensor, x_adv: tf.Tensor, eps: float | tf.Tensor) -> tf.Tensor:
+    """The exact Euclidean projection of ``x_adv`` onto the L1 ball of radius ``eps`` around ``x``
+    intersected with [0, 1] (Croce & Hein 2021, "Mind the box", as their ``L1_projection``).
+
+    Per coordinate, the perturbation is ``sign(d) * clip(|d| - level, 0, room)``, where ``d`` is
+    ``x_adv - x``, ``room`` the distance from ``x`` to the box edge in the direction of ``d``,
+    and ``level >= 0`` the smallest threshold that brings the L1 norm within ``eps``. The L1 norm
+    is piecewise linear in the level, with breakpoints at ``|d|`` and ``|d| - room``: the level
+    is found by sorting them and interpolating on the segment where the norm crosses ``eps``.
+    """
+    center, delta = flat(x), flat(x_adv - x)
+    magnitude = tf.abs(delta)
+    room = tf.where(delta > 0, 1.0 - center, center)
+    points = tf.concat([magnitude, magnitude - room], axis=1)
+    # Lowering the level past |d| frees a coordinate, past |d| - room it saturates at room.
+    slopes = tf.concat([tf.ones_like(delta), -tf.ones_like(delta)], axis=1)
+    order = tf.argsort(points, axis=1, direction="DESCENDING")
+    points, slopes = tf.gather(points, order, batch_dims=1), tf.gather(slopes, order, batch_dims=1)
+    moving = tf.cumsum(slopes, axis=1)  # coordinates that grow as the level drops below each point
+    sizes = tf.cumsum((points[:, :-1] - points[:, 1:]) * moving[:, :-1], axis=1)
+    sizes = tf.concat([tf.zeros_like(sizes[:, :1]), sizes], axis=1)  # the L1 norm at each point
+    last = tf.maximum(tf.reduce_sum(tf.cast(sizes <= eps, tf.int32), axis=1) - 1, 0)
+    at_last = lambda values: tf.gather(values, last, batch_dims=1)
+    level = at_last(points) - (eps - at_last(sizes)) / tf.maximum(at_last(moving), 1.0)
+    kept = tf.clip_by_value(magnitude - tf.maximum(level, 0.0)[:, None], 0.0, room)
+    return x + tf.reshape(tf.sign(delta) * kept, tf.shape(x))

@@ -21,15 +21,16 @@ import numpy as np
 
 from metaadv_tf import zoo
 from metaadv_tf.io_utils import atomic_write_text
+from metaadv_tf.registry import check_choice
 
 if TYPE_CHECKING:
     import keras
 
     from metaadv_tf.training import TrainConfig
 
+PUBLISHED_CHECKPOINTS = ("final", "best")
 FLOAT16_LOGIT_TOLERANCE = 1e-3  # float16 weights are kept only if no logit moves more than this
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_NORM_LABELS = {"inf": "Linf", 2: "L2"}
 _NOT_ARCHITECTURE_ARGS = ("name", "trainable", "input_shape", "num_classes")
 
 
@@ -62,6 +63,7 @@ def publish(
     directory: str | None = None,
     data_dir: str | None = None,
     progress: bool = False,
+    checkpoint: str = "final",
 ) -> zoo.ModelCard:
     """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
 
@@ -69,7 +71,10 @@ def publish(
     moves more than ``FLOAT16_LOGIT_TOLERANCE``, else float32), evaluates the stored weights with
     ``zoo.evaluation_protocol(attacks, num_examples)``, then writes ``<name>.json``, where
     ``destinations`` says. ``threat_model`` (e.g. ``("Linf", 0.1)``) overrides the one derived from
-    the run's training attacks. Example::
+    the run's training attacks. ``checkpoint`` "final" publishes the run's last weights; "best"
+    its best validation checkpoint (``best.weights.h5`` of a run with ``validation_examples``):
+    the card's ``train_steps`` and ``images_seen`` are then those of the best step, and its notes
+    name the step. Example::
 
         publish("runs/resnet18_mat", "resnet18_mat")
     """
@@ -83,14 +88,17 @@ def publish(
     card_path, weights_file = destinations(name, directory)
     if os.path.exists(card_path) and not overwrite:
         raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
-    config, result, final_weights = read_run(workdir)
+    check_choice("checkpoint", checkpoint, list(PUBLISHED_CHECKPOINTS))
+    config, result, weights = read_run(workdir)
+    if checkpoint == "best":
+        weights, result, notes = _best_checkpoint(workdir, config, result, notes)
     threat, eps = threat_model or training_threat_model(config)
     protocol = zoo.evaluation_protocol(attacks, num_examples)
     info = data.get_info(config.dataset)
     trained = zoo.build_architecture(
         config.model, info.image_shape, info.num_classes, model_arguments(config)
     )
-    trained.load_weights(final_weights)
+    trained.load_weights(weights)
     # every constructor argument, defaults included, so later default changes cannot alter the model
     arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
     build = functools.partial(zoo.build_architecture, config.model, info.image_shape, info.num_classes,
@@ -107,12 +115,31 @@ def publish(
         train_seconds=float(result["train_seconds"]), train_steps=int(result["steps"]),
         images_seen=int(result["images_seen"]), weights=os.path.basename(weights_file),
         sha256=zoo.sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
-        metrics=zoo.report_metrics(report),
+        metrics=zoo.report_metrics(report), evaluations={},
         golden=zoo.golden_logits(published, config.dataset, data_dir=data_dir), notes=notes,
     )
     atomic_write_text(card_path, card.to_json())
     zoo.clear_cache()
     return card
+
+
+def _best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str
+                     ) -> tuple[str, dict[str, Any], str]:
+    """(weights path, result.json values of the best step, notes naming it) of a finished run's
+    best validation checkpoint; raises FileNotFoundError when the run kept none."""
+    from metaadv_tf.training.selection import BEST_WEIGHTS
+
+    path = os.path.join(workdir, BEST_WEIGHTS)
+    if result.get("best_step") is None or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{workdir} has no best validation checkpoint ({path}): train with validation_examples > 0,"
+            " or publish checkpoint='final'."
+        )
+    step = result["best_step"]
+    best = {**result, "steps": step, "images_seen": step * config.images_per_step}
+    described = (f"Best validation checkpoint: step {step} of {result['steps']}, validation union"
+                 f" accuracy {result['best_validation_accuracy']:.4f}.")
+    return path, best, f"{described} {notes}".strip()
 
 
 def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
@@ -134,7 +161,7 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
 
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
-    """("Linf" or "L2", eps) of the attacks a run trained on; ("none", 0.0) for standard training.
+    """(threat model, eps) of the attacks a run trained on; ("none", 0.0) for standard training.
 
     Raises ValueError when the training attacks mix norms or radii: name the threat model then.
     """
@@ -144,7 +171,7 @@ def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
         return "none", 0.0
     if config.method in ("pgd_at", "fgsm_rs"):
         return "Linf", config.eps
-    found = {(_NORM_LABELS[a.settings["norm"]], a.eps) for a in parse_attacks(config.train_attacks)}
+    found = {(a.threat_model, a.eps) for a in parse_attacks(config.train_attacks)}
     if len(found) != 1:
         raise ValueError(
             f"The training attacks {config.train_attacks!r} mix threat models {sorted(found)};"

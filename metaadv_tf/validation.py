@@ -19,10 +19,11 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
     return number
 
 
-def check_positive_int(name: str, value: int) -> int:
-    """Raises ValueError unless ``value`` is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
+def check_positive_int(name: str, value: int, *, allow_zero: bool = False) -> int:
+    """Raises ValueError unless ``value`` is an integer >= 1 (>= 0 with ``allow_zero``)."""
+    bound = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < bound:
+        raise ValueError(f"{name} must be an integer >= {bound}. Received: {name}={value!r}")
     return int(value)
 
 

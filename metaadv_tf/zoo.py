@@ -69,9 +69,11 @@ LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 class ModelCard:
     """What a zoo entry is, how it was made, and what it measured.
 
-    ``evaluation`` is the protocol behind ``metrics`` (attack specs, seen/unseen ``groups``,
+    ``evaluation`` is protocol v1 behind ``metrics`` (attack specs, seen/unseen ``groups``,
     ``split``, ``num_examples``, ``batch_size``, ``seed``); ``metrics`` holds ``clean_accuracy``,
     ``robust_accuracy`` (per attack), ``worst_case_accuracy`` and ``worst_case_by_group``.
+    ``evaluations`` maps a later protocol's name (``"v2"``) to ``{"settings": ..., "metrics":
+    ...}`` as ``metaadv_tf.protocols.run_protocol`` returns them.
     ``golden`` stores the logits of the first ``num_examples`` images of ``split``.
     """
 
@@ -94,6 +96,7 @@ class ModelCard:
     weights_dtype: str
     evaluation: dict[str, Any]
     metrics: dict[str, Any]
+    evaluations: dict[str, Any]
     golden: dict[str, Any]
     notes: str
 
@@ -414,17 +417,58 @@ def evaluate_protocol(
     from metaadv_tf import data
     from metaadv_tf.attack_specs import parse_attacks
     from metaadv_tf.evaluation import evaluate
-    from metaadv_tf.evaluation_cache import EvaluationCache, evaluation_key
+    from metaadv_tf.evaluation_cache import open_cache
 
     x, y = data.load_arrays(dataset, protocol["split"], protocol["num_examples"], data_dir)
-    cache = None
-    if cache_path:
-        key = evaluation_key([w.numpy() for w in model.weights], protocol, dataset)
-        cache = EvaluationCache(cache_path, key)
+    cache = open_cache(cache_path, model, protocol, dataset)
     return evaluate(
         model, x, y, parse_attacks(protocol["attacks"]), groups=protocol["groups"] or None,
         batch_size=protocol["batch_size"], seed=protocol["seed"], cache=cache, progress=progress,
     )
+
+
+def seen_threat_models(card: ModelCard) -> list[str]:
+    """The threat models of the card's training tasks (none for standard training)."""
+    from metaadv_tf.attack_specs import parse_attacks
+    from metaadv_tf.protocols import seen_threat_models as of_attacks
+
+    config = card.train_config
+    if config["method"] == "standard":
+        return []
+    if config["method"] in ("pgd_at", "fgsm_rs"):
+        return ["Linf"]
+    return of_attacks(parse_attacks(config["train_attacks"]))
+
+
+def evaluate_card(
+    name: str,
+    protocol: str = "v2",
+    *,
+    directory: str | None = None,
+    data_dir: str | None = None,
+    cache_path: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Runs ``protocol`` on zoo model ``name``, seen/unseen from its training tasks.
+
+    Returns ``{"settings": ..., "metrics": ...}``, as stored in ``card.evaluations[protocol]``.
+    """
+    from metaadv_tf.protocols import get_protocol, run_protocol
+
+    card = get_card(name, directory=directory)
+    settings = get_protocol(protocol).settings(seen_threat_models(card))
+    metrics = run_protocol(load_model(name, directory=directory), card.dataset, settings,
+                           data_dir=data_dir, cache_path=cache_path, progress=progress)
+    return {"settings": settings, "metrics": metrics}
+
+
+def store_evaluation(name: str, protocol: str, record: Mapping[str, Any], *, directory: str | None = None) -> ModelCard:
+    """Writes ``record`` (from ``evaluate_card``) into zoo model ``name``'s card, atomically."""
+    card = get_card(name, directory=directory)
+    updated = dataclasses.replace(card, evaluations={**card.evaluations, protocol: dict(record)})
+    atomic_write_text(os.path.join(cards_dir(directory), f"{name}.json"), updated.to_json())
+    clear_cache()
+    return updated
 
 
 def report_metrics(report: "EvaluationReport") -> dict[str, Any]:

@@ -8,7 +8,8 @@ protocol on the first ``--num_examples`` test images; ``python scripts/evaluate.
 reproduces them. Then it prints the files to upload: installed copies of the package download
 weights from the zoo's release (``metaadv_tf.zoo.DEFAULT_ZOO_URL``), and the card ships with the
 next release of the package. Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish both files to
-another directory.
+another directory. ``--checkpoint=best`` publishes the run's best validation checkpoint
+(``best.weights.h5``, from training with ``--validation_examples``) instead of its final weights.
 """
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ _THREAT_MODEL = flags.DEFINE_string(
     "threat_model", None, "Card threat model, e.g. Linf (default: from the training attacks)."
 )
 _EPS = flags.DEFINE_float("eps", None, "Card eps; give it with --threat_model.")
+_CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint", "final", list(publish.PUBLISHED_CHECKPOINTS),
+    "final: the run's last weights; best: its best validation checkpoint (best.weights.h5).",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing entry of that name.")
 _ZOO_DIR = flags.DEFINE_string(
     "zoo_dir", None, f"Directory for card and weights (default: ${zoo.ZOO_DIR_ENV}, else the checkout)."
@@ -52,6 +57,7 @@ def main(argv: Sequence[str]) -> None:
         _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
         float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
         overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
+        checkpoint=_CHECKPOINT.value,
     ))
     card_path, weights_path = publish.destinations(card.name, _ZOO_DIR.value)
     print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {card_path}")

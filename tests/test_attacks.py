@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from metaadv_tf.attack_specs import format_attack, parse_attack
 from metaadv_tf.attacks import (
-    L2_EPS, LINF_EPS, Attack, default_settings, get_attack, list_attacks,
+    L1_EPS, L2_EPS, LINF_EPS, Attack, default_settings, get_attack, list_attacks,
 )
 
 ATTACKS = list_attacks()
 TOLERANCE = 1e-5
 MIN_ACCURACY_DROP = 0.25
 # Few steps and samples, for tests of properties that do not depend on attack strength.
-CHEAP = {"steps": 2, "binary_search_steps": 2, "num_samples": 8}
+CHEAP = {"steps": 2, "binary_search_steps": 2, "num_samples": 8, "queries": 10, "target_classes": 2,
+         "angles": 3, "shifts": 3}
 
 
 def cheap_attack(name: str) -> Attack:
@@ -30,8 +32,19 @@ def distances(attack: Attack, x: np.ndarray, x_adv: np.ndarray) -> np.ndarray:
     return np.linalg.norm((np.asarray(x_adv) - x).reshape(len(x), -1), ord=attack.norm, axis=1)
 
 
+def assert_within_eps(attack: Attack, x: np.ndarray, x_adv: np.ndarray) -> None:
+    """Every example within the attack's eps ball; spatial attacks (no norm) have no ball."""
+    if attack.norm is not None:
+        assert distances(attack, x, x_adv).max() <= attack.eps + TOLERANCE
+
+
 def accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(model(x), axis=1) == y))
+
+
+def loss(model, x, y) -> float:
+    """Mean cross-entropy of the model's logits on (x, y)."""
+    return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x))))
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +67,42 @@ def test_required_attacks_are_registered():
     assert {"fgsm", "pgd_linf", "pgd_l2", "bim", "mim", "cw_l2", "spsa"} <= set(ATTACKS)
 
 
+# Defaults written out by hand, from the numbers attacks.py documents: changing one shows here.
+DOCUMENTED_DEFAULTS = {
+    "fgsm": {"eps": 0.1, "norm": "inf"},
+    "pgd_linf": {"eps": 0.1, "norm": "inf", "steps": 10, "step_size": 0.025, "rand_init": True},
+    "pgd_l2": {"eps": 1.5, "norm": 2, "steps": 10, "step_size": 0.375, "rand_init": True},
+    "bim": {"eps": 0.1, "norm": "inf", "steps": 10, "step_size": 0.025, "rand_init": False},
+    "mim": {"eps": 0.1, "norm": "inf", "steps": 10, "step_size": 0.01, "decay": 1.0},
+    "cw_l2": {"eps": 1.5, "norm": 2, "steps": 50, "learning_rate": 0.1, "binary_search_steps": 4,
+              "confidence": 0.0, "initial_const": 0.1},
+    "spsa": {"eps": 0.1, "norm": "inf", "steps": 10, "learning_rate": 0.02, "num_samples": 64, "delta": 0.01},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_DEFAULTS))
+def test_documented_defaults(name):
+    assert get_attack(name).settings == pytest.approx(DOCUMENTED_DEFAULTS[name])
+    assert default_settings(name) == pytest.approx(DOCUMENTED_DEFAULTS[name])
+
+
+def other_value(key: str, value):
+    """A valid value other than a setting's default (the norm stays: each attack allows its own)."""
+    if key == "norm" or isinstance(value, bool):
+        return value if key == "norm" else not value
+    return value + 2 if isinstance(value, int) else value / 2
+
+
 @pytest.mark.parametrize("name", ATTACKS)
 def test_defaults_fill_every_setting(name):
     attack = get_attack(name)
-    assert attack.settings == default_settings(name)
-    assert attack.eps == (LINF_EPS if attack.norm == np.inf else L2_EPS)
+    assert None not in attack.settings.values()  # derived defaults (eps, step_size) are filled in
+    assert get_attack(name, **default_settings(name)) == attack  # every setting given explicitly
+    assert parse_attack(format_attack(attack)) == attack  # the spec written into cards and flags
+    varied = get_attack(name, **{key: other_value(key, value)
+                                 for key, value in default_settings(name).items()})
+    assert varied != attack and parse_attack(format_attack(varied)) == varied
+    assert attack.eps == {np.inf: LINF_EPS, 2.0: L2_EPS, 1.0: L1_EPS}.get(attack.norm)  # None: spatial
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -66,7 +110,7 @@ def test_shape_dtype_ball_and_range(name, trained_cnn, adversarial):
     _, x, _ = trained_cnn
     attack, x_adv = get_attack(name), adversarial(name)
     assert x_adv.shape == x.shape and x_adv.dtype == np.float32
-    assert distances(attack, x, x_adv).max() <= attack.eps + TOLERANCE
+    assert_within_eps(attack, x, x_adv)
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
@@ -92,7 +136,11 @@ def test_eager_with_predicted_labels(name, trained_cnn):
     attack = cheap_attack(name)
     x_adv = attack(model, x[:8])
     assert x_adv.shape == (8, 28, 28, 1) and x_adv.dtype == tf.float32
-    assert distances(attack, x[:8], x_adv).max() <= attack.eps + TOLERANCE
+    assert_within_eps(attack, x[:8], x_adv)
+    # an attack, not the identity: it changed examples, and the loss of the predictions it attacked rose
+    predicted = np.argmax(model(x[:8]), axis=1)
+    assert np.any(np.asarray(x_adv) != x[:8])
+    assert loss(model, x_adv, predicted) > loss(model, x[:8], predicted) + 0.02
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -110,6 +158,7 @@ def test_predicted_labels_are_the_default(trained_cnn):
     predicted = np.argmax(model(x[:16]), axis=1)
     attack = get_attack("fgsm")
     np.testing.assert_array_equal(attack(model, x[:16]), attack(model, x[:16], predicted))
+    assert not np.array_equal(attack(model, x[:16]), attack(model, x[:16], (predicted + 1) % 10))
 
 
 def test_fast_weights_model_fn(trained_cnn):
@@ -121,9 +170,9 @@ def test_fast_weights_model_fn(trained_cnn):
         return model.stateless_call(params, state, images)[0]
 
     attack = get_attack("fgsm")
-    np.testing.assert_allclose(
-        attack(fast_weights_fn, x[:16], y[:16]), attack(model, x[:16], y[:16]), atol=1e-6
-    )
+    x_adv = attack(model, x[:16], y[:16])
+    np.testing.assert_allclose(attack(fast_weights_fn, x[:16], y[:16]), x_adv, atol=1e-6)
+    assert np.any(np.asarray(x_adv) != x[:16])
 
 
 def test_fgsm_with_random_start(trained_cnn):

@@ -1,4 +1,6 @@
 """MAT extensions: task encoding, Meta-BatchNorm, Meta-Dropout, task attention."""
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_ta
 from metaadv_tf.models import SmallCNN
 from metaadv_tf.models.task_layers import MetaBatchNorm, MetaDropout, TaskBias, task_code_slot
 from metaadv_tf.training import MetaConfig, TrainConfig, Trainer
+from metaadv_tf.training.methods import build_method
 
 EXTENSIONS = {
     "task_encoding": dict(task_encoding=True),
@@ -138,16 +141,61 @@ def tiny_meta_config(**meta) -> TrainConfig:
     )
 
 
+EXTENSION_LAYERS = {"task_encoding": TaskBias, "meta_batchnorm": MetaBatchNorm, "meta_dropout": MetaDropout}
+EXTENSION_VARIABLES = {"task_encoding": {"projection"}, "meta_batchnorm": {"task_gamma", "task_beta"},
+                       "meta_dropout": {"task_noise"},
+                       "task_attention": {"hidden_weights", "hidden_bias", "output_weights"}}
+
+
+def extension_variables(trainer: Trainer) -> dict[str, tf.Variable]:
+    """The extensions' own trainable variables, by path: their layers', and task attention's."""
+    kinds = tuple(layer for name, layer in EXTENSION_LAYERS.items() if getattr(trainer.config.meta, name))
+    own = {variable.path: variable for layer in trainer.model.layers if kinds and isinstance(layer, kinds)
+           for variable in layer.trainable_weights}
+    if trainer.method.attention:
+        own.update({f"attention/{v.name.split(':')[0]}": v for v in trainer.method.attention.parameters})
+    return own
+
+
 @pytest.mark.parametrize("meta", [*EXTENSIONS.values(), dict(task_attention=True),
                                   dict(pre_adaptation_weight=1.0)],
                          ids=[*EXTENSIONS, "task_attention", "pre_adaptation_weight"])
 def test_each_extension_trains_in_the_loop(meta, tmp_path):
-    trainer = Trainer(tiny_meta_config(**meta), str(tmp_path))
+    # attacks without a random start: the two objectives compared below see the same examples
+    config = dataclasses.replace(tiny_meta_config(**meta), train_attacks="fgsm,bim(steps=2)")
+    trainer = Trainer(config, str(tmp_path))
+    own = extension_variables(trainer)
+    expected = {name for extension, names in EXTENSION_VARIABLES.items() if getattr(config.meta, extension)
+                for name in names}
+    assert {path.rsplit("/", 1)[-1] for path in own} == expected
+    before = {path: variable.numpy() for path, variable in own.items()}
     result = trainer.train(progress=False)
     assert result.steps == 2 and np.isfinite(result.last_loss)
-    if meta.get("task_attention"):
-        assert trainer.method.attention is not None
-        assert not np.allclose(trainer.method.attention.output_weights.numpy(), 0)
+    for path, variable in own.items():  # training moved every one of them
+        assert not np.array_equal(variable.numpy(), before[path]), path
+
+    # one more step, taken by hand: the meta-gradient reaches each of them
+    x, y = next(trainer.batches())
+    sample = trainer.method.sample_tasks(tf.random.Generator.from_seed(1))
+    params = [tf.identity(v.value) for v in trainer.model.trainable_variables]
+    state = [tf.identity(v.value) for v in trainer.model.non_trainable_variables]
+    step = trainer.method.step(params, state, x, y, sample)
+    grads = {v.path: g.numpy() for v, g in zip(trainer.model.trainable_variables, step.grads)}
+    if trainer.method.attention:  # the attention network's gradient: of its α-weighted task losses
+        with tf.GradientTape() as tape:
+            objective = tf.reduce_sum(trainer.method.attention.weights(sample["tasks"]) * step.task_losses)
+        parameters = trainer.method.attention.parameters
+        grads.update({f"attention/{v.name.split(':')[0]}": g.numpy()
+                      for v, g in zip(parameters, tape.gradient(objective, parameters))})
+    for path in own:
+        assert np.any(grads[path] != 0), path
+    if meta.get("pre_adaptation_weight"):  # no variables of its own: a term of the objective
+        assert float(step.loss) > float(tf.reduce_mean(step.task_losses)) + 1e-3  # + w · support losses
+        without = build_method(trainer.model, dataclasses.replace(
+            config, meta=dataclasses.replace(config.meta, pre_adaptation_weight=0.0)))
+        plain = without.step(params, state, x, y, sample)
+        np.testing.assert_allclose(plain.task_losses, step.task_losses, rtol=1e-5)  # same examples
+        assert any(not np.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(plain.grads, step.grads))
 
 
 def test_attention_off_and_uniform_attention_give_the_same_first_step(tmp_path):

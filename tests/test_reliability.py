@@ -2,8 +2,9 @@
 every misuse gets one clear error (from a script: exit code 1, last stderr line ``Error: ...``).
 
 - Interrupted training, through ``scripts/train.py``: SIGKILL at random moments
-  (``benchmarks/kill_resume.py``: 3 trials here, 20 with ``--runslow``); SIGINT and SIGTERM; a
-  diverging loss. Determinism: two processes with the same seed and flags (standard, mat).
+  (``benchmarks/kill_resume.py``: 3 trials here, 20 with ``--runslow``), and one SIGKILL certain to
+  land between the first checkpoint and the end; SIGINT and SIGTERM; a diverging loss.
+  Determinism: two processes with the same seed and flags (standard, mat).
 - Broken files: checkpoints here (damaged latest checkpoint or state file: an error; leftovers of a
   killed save: ignored). Zoo weights truncated, bit-flipped, a Git LFS pointer or missing, and
   cards with a missing, unknown or misnamed field: test_zoo.py; here through the scripts, with a
@@ -59,6 +60,7 @@ from metaadv_tf.export import export_saved_model
 from metaadv_tf.finetune import finetune
 from metaadv_tf.models import SmallCNN, build_model
 from metaadv_tf.training import CheckpointError, TrainConfig, Trainer, checkpoint_problem, train
+from metaadv_tf.training.loop import listed_checkpoint_step
 from helpers import run_script, start_script  # noqa: I100  (tests/ is on sys.path)
 from test_training import tiny_config, weights_of  # noqa: I100
 from test_zoo import _flip_a_bit, _lfs_pointer, _truncate  # noqa: I100
@@ -124,6 +126,41 @@ def test_sigkill_at_random_moments_resumes_from_the_latest_checkpoint(tmp_path):
 def test_sigkill_20_trials(tmp_path):
     figures = run_kill_resume(tmp_path, "--trials=20", "--seed=0")
     assert figures["trials"] == 20 and figures["kills_during_training"] > 0
+
+
+KILL_RUN_STEPS = 40
+KILL_RUN = ("--method=standard", *TINY_MODEL, "--batch_size=16", "--learning_rate=0.01",
+            f"--steps={KILL_RUN_STEPS}", "--checkpoint_every=1")
+KILL_AFTER_CHECKPOINT = 3  # SIGKILL as soon as ckpt-3 is listed: training and saving are under way
+
+
+def test_sigkill_during_training_resumes_to_the_uninterrupted_weights(tmp_path):
+    """The fast guard of the random-moment trials above: a kill that certainly lands mid-run."""
+    killed = tmp_path / "killed"
+    reference = start_script("train.py", f"--workdir={tmp_path / 'reference'}", *KILL_RUN)
+    process = start_script("train.py", f"--workdir={killed}", *KILL_RUN)
+    try:
+        wait_until(lambda: listed_checkpoint_step(str(killed)) >= KILL_AFTER_CHECKPOINT or process.poll() is not None)
+        running = process.poll() is None
+        process.kill()
+        killed_output = process.communicate(timeout=60)
+        reference_output = reference.communicate(timeout=300)
+    finally:
+        process.kill()
+        reference.kill()
+    assert running, f"the run ended before the kill: {killed_output[1][-3000:]}"
+    assert reference.returncode == 0, reference_output[1]
+    latest = listed_checkpoint_step(str(killed))
+    assert KILL_AFTER_CHECKPOINT <= latest < KILL_RUN_STEPS  # after the first checkpoint, before the end
+    assert checkpoint_problem(str(killed / "checkpoints" / f"ckpt-{latest}")) is None
+    resumed = run_script("train.py", f"--workdir={killed}", *KILL_RUN)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert (result["start_step"], result["steps"]) == (latest, KILL_RUN_STEPS)
+    expected, ended = final_weights(tmp_path / "reference"), final_weights(killed)
+    assert len(expected) == len(ended)
+    for a, b in zip(expected, ended):  # standard training draws no random numbers: bit for bit
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sigint_and_sigterm_save_a_checkpoint_and_exit_128_plus_signum(tmp_path):
@@ -262,7 +299,8 @@ def add_zoo_entry(directory: Path, name: str) -> None:
         input_shape=(28, 28, 1), num_classes=10, threat_model="none", eps=0.0, method="standard",
         train_config={}, train_command="", train_seconds=0.0, train_steps=0, images_seen=0,
         weights=weights.name, sha256=zoo.sha256_file(str(weights)), weights_dtype="float32",
-        evaluation=zoo.evaluation_protocol("fgsm", 10), metrics={}, golden={}, notes="untrained",
+        evaluation=zoo.evaluation_protocol("fgsm", 10), metrics={}, evaluations={}, golden={},
+        notes="untrained",
     )
     (directory / f"{name}.json").write_text(card.to_json())
 
@@ -279,8 +317,8 @@ SCRIPT_FAILURES = [
     ("unknown_dataset", "train.py", [WORKDIR, "--dataset=imagenet"], "zoo",
      r"Unknown dataset 'imagenet'\..* Expected one of: cifar10, fashion_mnist, mnist\.$"),
     ("unknown_method", "train.py", [WORKDIR, "--method=maml"], "zoo",
-     r"Unknown method 'maml'\..* Expected one of: standard, pgd_at, fgsm_rs, avg, max, mat, fomaml,"
-     r" reptile\.$"),
+     r"Unknown method 'maml'\..* Expected one of: standard, pgd_at, fgsm_rs, avg, max, sat, msd, mat,"
+     r" fomaml, reptile\.$"),
     ("batch_larger_than_data", "train.py",
      [WORKDIR, "--method=standard", "--train_examples=100", "--batch_size=128"], "zoo",
      r"A data batch needs 128 training images but fashion_mnist has 100"),

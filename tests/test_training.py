@@ -25,7 +25,9 @@ def weights_of(trainer: Trainer) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_and_checkpoints(method, tmp_path):
-    trainer = Trainer(tiny_config(method), str(tmp_path))
+    # msd takes steepest-descent steps over Lp attacks with a shared step count (no fgsm)
+    attacks = {"msd": "pgd_linf(steps=2),pgd_l2(steps=2)"}.get(method, "fgsm,pgd_linf(steps=2)")
+    trainer = Trainer(tiny_config(method, train_attacks=attacks), str(tmp_path))
     before = weights_of(trainer)
     result = trainer.train(progress=False)
     assert result.steps == 3 and np.isfinite(result.last_loss)
@@ -61,14 +63,58 @@ def test_resumed_run_says_so(tmp_path, capsys):
     assert f"Resumed from step 2 of 3 in {tmp_path}\n" in capsys.readouterr().err
 
 
+# Attacks without a random start. PGD's random start (``pgd_linf``'s default) draws from TensorFlow's
+# global random stream, whose position checkpoints do not hold: a resumed run restarts it from
+# ``seed``, so its random starts differ from an uninterrupted run's (see metaadv_tf.training.loop).
+# Every other random number (task sampling, dropout's seed state) is checkpointed.
+DETERMINISTIC_ATTACKS = "fgsm,bim(steps=2)"
+
+
+def checkpointed_values(trainer: Trainer) -> dict[str, np.ndarray]:
+    """Every value a checkpoint holds but the wall time: step counter, data position, task sampler
+    state, model variables and optimizer variables (iteration, Adam's moments, ...). Variables are
+    named by position and kind (``model/3/moving_mean``, ``optimizer/2/momentum``): Keras numbers
+    the layers and optimizers of each new trainer anew."""
+    values = {"step": trainer.step.numpy(), "batches_consumed": trainer.batches_consumed.numpy(),
+              "sampler": trainer.sampler.state.numpy()}
+    for prefix, variables in (("model", trainer.model.weights), ("optimizer", trainer.optimizer.variables)):
+        for index, variable in enumerate(variables):
+            kind = variable.path.rsplit("/", 1)[-1]
+            kind = kind.rsplit("_", 1)[-1] if prefix == "optimizer" else kind
+            values[f"{prefix}/{index}/{kind}"] = np.array(variable.value)
+    return values
+
+
 def test_meta_run_resumes_step_counter_sampler_and_optimizer_state(tmp_path):
-    Trainer(tiny_config("mat", steps=2), str(tmp_path)).train(progress=False)
-    resumed = Trainer(tiny_config("mat", steps=3), str(tmp_path))
-    resumed.restore()
-    assert int(resumed.step.numpy()) == 2 and int(resumed.optimizer.iterations.numpy()) == 2
-    fresh = Trainer(tiny_config("mat", steps=3), str(tmp_path / "fresh"))
-    assert not np.array_equal(resumed.sampler.state.numpy(), fresh.sampler.state.numpy())
-    assert resumed.train(progress=False).steps == 3
+    """A checkpoint restores every value it saved exactly, and a mat run resumed midway ends
+    bit-identical to an uninterrupted run (its attacks draw no random numbers: see above)."""
+    def config(steps: int) -> TrainConfig:
+        return tiny_config("mat", steps=steps, train_attacks=DETERMINISTIC_ATTACKS)
+
+    first = Trainer(config(2), str(tmp_path / "split"))
+    first.train(progress=False)
+    saved = checkpointed_values(first)  # the run's last save, ckpt-2, wrote these
+    fresh = checkpointed_values(Trainer(config(4), str(tmp_path / "fresh")))
+    resumed = Trainer(config(4), str(tmp_path / "split"))
+    assert resumed.restore().endswith("ckpt-2")
+    restored = checkpointed_values(resumed)
+    assert restored.keys() == saved.keys()
+    for name, value in saved.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+    # ... and none of the values compared is what a fresh run starts from
+    moments = [name for name in saved if name.endswith(("/momentum", "/velocity"))]
+    assert len(moments) == 2 * len(first.model.trainable_variables)  # Adam's first and second moments
+    for name in ["step", "batches_consumed", "sampler", "optimizer/0/iteration", *moments]:
+        assert not np.array_equal(saved[name], fresh[name]), name
+    assert int(restored["step"]) == 2 and int(restored["optimizer/0/iteration"]) == 2
+
+    resumed.train(progress=False)
+    whole = Trainer(config(4), str(tmp_path / "whole"))
+    whole.train(progress=False)
+    ended, expected = checkpointed_values(resumed), checkpointed_values(whole)
+    assert ended.keys() == expected.keys() and int(ended["step"]) == 4
+    for name, value in expected.items():
+        np.testing.assert_array_equal(ended[name], value, err_msg=name)
 
 
 def test_adversarial_pools_train_and_refresh(tmp_path):

@@ -8,10 +8,16 @@ metrics: `metaadv-evaluate --model=resnet18_mat`. `--output report.json` also wr
 the report as JSON and the table next to it as `report.md`. Attacks are specs such as
 `pgd_linf(eps=0.1,steps=20)`; `--seed` seeds the attacks' randomness (e.g. PGD's random start),
 each attack separately. `--cache=FILE` makes a long evaluation resumable: rerun to continue.
+
+`--protocol=v2` runs protocol v2 instead (AutoAttack for Linf, L2 and L1, the spatial grid, unions
+over the seen and unseen threat models; `metaadv_tf.protocols`): for a zoo model it reproduces the
+card's `evaluations["v2"]`, and `--update_card` writes the result into the card. For a `.keras`
+file, `--seen` names the threat models it was trained on.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 
@@ -43,6 +49,16 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
 _CACHE = flags.DEFINE_string(
     "cache", None, "JSON file keeping finished attacks: rerun the same command to resume."
 )
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "v1", ["v1", "v2"],
+    "v1: the attack list (zoo models: the card's `evaluation`); v2: metaadv_tf.protocols' v2.",
+)
+_SEEN = flags.DEFINE_list(
+    "seen", [], "--protocol=v2 with a .keras file: threat models it was trained on (e.g. Linf,L2)."
+)
+_UPDATE_CARD = flags.DEFINE_bool(
+    "update_card", False, "--protocol=v2 with a zoo model: store the result in its card."
+)
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, f"Data directory (default: ${data.DATA_DIR_ENV} or ~/tensorflow_datasets)."
 )
@@ -64,8 +80,37 @@ def protocol_from_flags(card: zoo.ModelCard | None) -> dict:
     )
 
 
+def run_protocol() -> None:
+    """Runs ``--protocol`` on the flags' model, prints its table, writes JSON and the card."""
+    from metaadv_tf import protocols
+    from metaadv_tf.io_utils import atomic_write_text
+
+    name, cache = _MODEL.value, _CACHE.value
+    in_zoo = name in zoo.list_models()
+    if _UPDATE_CARD.value and not in_zoo:
+        raise ValueError(f"--update_card needs a zoo model. Received: --model={name}")
+    if _SEEN.present and in_zoo:
+        raise ValueError(f"--seen is for .keras files; zoo model {name!r} takes it from its card.")
+    if in_zoo:
+        record = zoo.evaluate_card(name, _PROTOCOL.value, data_dir=_DATA_DIR.value, cache_path=cache,
+                                   progress=True)
+    else:
+        settings = protocols.get_protocol(_PROTOCOL.value).settings(_SEEN.value)
+        metrics = protocols.run_protocol(zoo.resolve_model(name), _DATASET.value, settings,
+                                         data_dir=_DATA_DIR.value, cache_path=cache, progress=True)
+        record = {"settings": settings, "metrics": metrics}
+    print(protocols.to_table(record))
+    if _OUTPUT.value:
+        atomic_write_text(_OUTPUT.value, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(os.path.splitext(_OUTPUT.value)[0] + ".md", protocols.to_table(record) + "\n")
+    if _UPDATE_CARD.value:
+        zoo.store_evaluation(name, _PROTOCOL.value, record)
+
+
 def run() -> None:
     """Evaluates the flags' model and attacks, prints the table and writes the reports."""
+    if _PROTOCOL.value != "v1":
+        return run_protocol()
     card = zoo.get_card(_MODEL.value) if _MODEL.value in zoo.list_models() else None
     dataset = card.dataset if card and not _DATASET.present else _DATASET.value
     protocol = protocol_from_flags(card)

@@ -1,9 +1,14 @@
-"""Train a model with any method (standard, pgd_at, fgsm_rs, avg, max, mat, fomaml, reptile).
+"""Train a model with any method (standard, pgd_at, fgsm_rs, avg, max, sat, msd, mat, fomaml,
+reptile).
 
     metaadv-train --method=mat --model=cnn --steps=500 --workdir=runs/cnn_mat
+    metaadv-train --method=sat --train_attacks="pgd_linf(steps=7),pgd_l2(steps=7)" \
+        --optimizer=sgd --learning_rate=0.05 --weight_decay=5e-4 --lr_schedule=cosine \
+        --validation_examples=1000 --eval_every=200 --workdir=runs/cnn_sat
 
 Rerun the same command to resume from the latest checkpoint in --workdir. TensorBoard:
-``tensorboard --logdir runs/cnn_mat/tensorboard``.
+``tensorboard --logdir runs/cnn_mat/tensorboard``. With --validation_examples, the run keeps
+``validation.json`` and the best checkpoint ``best.weights.h5`` in --workdir.
 """
 from __future__ import annotations
 

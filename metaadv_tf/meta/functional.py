@@ -65,7 +65,9 @@ def adapt(
     """``steps`` SGD steps on (x, y) from ``params``: (fast weights, new state, loss at ``params``).
 
     With ``first_order`` the inner gradients are treated as constants (FOMAML); otherwise an outer
-    tape differentiates through them (second-order MAML).
+    tape differentiates through them (second-order MAML). Under a distribution strategy the inner
+    gradients are averaged over the replicas: each replica holds a part of the support batch, and
+    all take the step of the whole batch, as one device would.
     """
     fast = list(params)
     losses = []
@@ -74,11 +76,20 @@ def adapt(
             tape.watch(fast)
             loss, state = task_loss(model, fast, state, x, y)
         losses.append(loss)
-        grads = dense_gradients(tape.gradient(loss, fast), fast)
+        grads = cross_replica_mean(dense_gradients(tape.gradient(loss, fast), fast))
         if first_order:
             grads = [tf.stop_gradient(g) for g in grads]
         fast = [p - learning_rate * g for p, g in zip(fast, grads)]
     return fast, list(state), losses[0]
+
+
+def cross_replica_mean(values: Params) -> Params:
+    """``values`` averaged over the replicas of the current distribution strategy (unchanged
+    without one, or in cross-replica context). Its gradient is again a cross-replica mean."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return list(values)
+    return list(context.all_reduce(tf.distribute.ReduceOp.MEAN, list(values)))
 
 
 def dense_gradients(grads: Sequence[tf.Tensor | None], params: Sequence[tf.Tensor]) -> Params:

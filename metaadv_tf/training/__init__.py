@@ -1,4 +1,5 @@
-"""Training: every method (standard, pgd_at, fgsm_rs, avg, max, mat, fomaml, reptile) in one loop."""
+"""Training: every method (standard, pgd_at, fgsm_rs, avg, max, sat, msd, mat, fomaml, reptile) in
+one loop."""
 from metaadv_tf.training.config import META_METHODS, METHODS, MetaConfig, TrainConfig
 from metaadv_tf.training.loop import (CheckpointError, Trainer, TrainingDivergedError, TrainResult,
                                       checkpoint_problem, model_arguments, train)

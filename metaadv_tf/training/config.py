@@ -8,18 +8,20 @@ from typing import Any
 from metaadv_tf.registry import check_choice
 from metaadv_tf.validation import check_positive, check_positive_int
 
-METHODS = ("standard", "pgd_at", "fgsm_rs", "avg", "max", "mat", "fomaml", "reptile")
+METHODS = ("standard", "pgd_at", "fgsm_rs", "avg", "max", "sat", "msd", "mat", "fomaml", "reptile")
 META_METHODS = ("mat", "fomaml", "reptile")
-MULTI_ATTACK_METHODS = ("avg", "max", *META_METHODS)
+MULTI_ATTACK_METHODS = ("avg", "max", "sat", "msd", *META_METHODS)
 STRATEGIES = ("default", "mirrored", "multi_worker")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "piecewise")
 
 
 @dataclasses.dataclass(frozen=True)
 class MetaConfig:
     """Settings of the meta-learning methods (mat, fomaml, reptile).
 
-    Each meta-step samples ``num_tasks`` distinct training attacks; each task gets
+    Each meta-step samples ``num_tasks`` distinct training attacks (weighted by ``task_weights``,
+    which also weight ``sat``'s one task per step); each task gets
     ``support_size`` + ``query_size`` clean examples. ``pool_size`` > 0 turns on per-task pools
     of adversarial examples regenerated every ``pool_refresh`` steps instead of attacking every step.
 
@@ -76,7 +78,19 @@ class MetaConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run; ``to_json``/``from_json`` round-trip it."""
+    """Everything that defines a training run; ``to_json``/``from_json`` round-trip it.
+
+    Optimization: ``optimizer`` adam, adamw or sgd (momentum 0.9); ``weight_decay`` is decoupled
+    (each step θ ← θ − lr·weight_decay·θ; sgd and adamw); ``lr_schedule`` constant, cosine (to 0
+    at the last step) or piecewise (×0.1 at 50 % and 75 % of the steps), after ``warmup_steps``
+    of linear warmup (`metaadv_tf.training.optimizers`).
+
+    Validation: ``validation_examples`` N > 0 holds out the last N of the run's training images
+    (the first ``train_examples``, or the whole split) and measures robust accuracy on them
+    under ``val_attacks`` (default: ``train_attacks``) every ``eval_every`` steps and at the end,
+    keeping the best checkpoint (see `metaadv_tf.training.loop`). ``eval_attacks`` on
+    ``eval_examples`` test images are measured at the same steps, for TensorBoard only.
+    """
 
     method: str = "mat"
     model: str = "cnn"
@@ -91,6 +105,9 @@ class TrainConfig:
     epochs: float | None = 1.0
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     seed: int = 0
     meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
     strategy: str = "default"
@@ -100,13 +117,24 @@ class TrainConfig:
     eval_every: int = 0
     eval_examples: int = 200
     eval_attacks: str = "fgsm,pgd_linf"
+    validation_examples: int = 0
+    val_attacks: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, list(METHODS))
         check_choice("strategy", self.strategy, list(STRATEGIES))
         check_choice("optimizer", self.optimizer, list(OPTIMIZERS))
+        check_choice("lr_schedule", self.lr_schedule, list(LR_SCHEDULES))
         check_positive("eps", self.eps)
         check_positive("learning_rate", self.learning_rate)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if self.weight_decay and self.optimizer == "adam":
+            raise ValueError(
+                f"optimizer='adam' has no weight decay; use optimizer='adamw' (decoupled weight decay)."
+                f" Received: weight_decay={self.weight_decay}"
+            )
+        for name in ("warmup_steps", "validation_examples"):
+            check_positive_int(name, getattr(self, name), allow_zero=True)
         for name in ("batch_size", "pgd_steps", "checkpoint_every", "log_every", "eval_examples"):
             check_positive_int(name, getattr(self, name))
         if (self.steps is None) == (self.epochs is None):
@@ -131,6 +159,25 @@ class TrainConfig:
                 raise ValueError(f"{name} changes the meta-loss, which reptile does not have.")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0 = off). Received: eval_every={self.eval_every}")
+        if self.validation_examples and self.validation_examples >= self.available_train_examples:
+            raise ValueError(
+                f"validation_examples must be smaller than the {self.available_train_examples} training"
+                f" images of the run ({self.dataset}, train_examples={self.train_examples}), which it"
+                f" holds out from. Received: validation_examples={self.validation_examples}"
+            )
+        if self.val_attacks is not None and not self.validation_examples:
+            raise ValueError(
+                f"val_attacks needs validation_examples > 0 (the images it attacks)."
+                f" Received: val_attacks={self.val_attacks!r}, validation_examples=0"
+            )
+
+    @property
+    def available_train_examples(self) -> int:
+        """Training-split images the run reads: the first ``train_examples``, or all of them."""
+        from metaadv_tf.data import get_info  # imports TensorFlow: not at flag-definition time
+
+        size = get_info(self.dataset).splits["train"]
+        return min(size, self.train_examples) if self.train_examples else size
 
     @property
     def images_per_step(self) -> int:

@@ -2,7 +2,10 @@
 
 A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/`` (a
 `tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time),
-``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. Rerunning with the same
+``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. With
+``validation_examples`` it also holds ``validation.json`` and ``best.weights.h5``
+(`metaadv_tf.training.selection`); the in-training evaluation (held-out training images, and
+``eval_attacks`` on test images) runs every ``eval_every`` steps and at the end. Rerunning with the same
 workdir resumes from the latest checkpoint listed in ``checkpoints/checkpoint``, after reading all of
 it back: a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
 nothing is loaded. Leftovers of a save that was killed are never listed there, so they are ignored
@@ -15,6 +18,12 @@ the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and 
 BatchNorm statistics policy: the moving statistics follow every training-mode loss forward pass
 (inner support passes, outer query passes, attack-augmented batches); attack-generation passes do
 not move them. Under a distribution strategy they are averaged across replicas after each step.
+
+Distribution strategies split each batch between the replicas and average their gradients; for the
+meta methods each replica gets a part of every task's support and query examples, and the inner
+loop's gradients are averaged too (`metaadv_tf.meta.functional.adapt`), so a run without BatchNorm
+computes what one device computes on the same batches. BatchNorm normalizes with each replica's own
+batch statistics, so with it the replicas' steps differ slightly from one device's.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import glob
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -33,12 +43,15 @@ import keras
 import tensorflow as tf
 
 from metaadv_tf import data
+from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.meta.functional import model_fn
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
 from metaadv_tf.training.config import META_METHODS, TrainConfig
-from metaadv_tf.training.methods import Method, build_method
+from metaadv_tf.training.methods import MetaMethod, Method, build_method
+from metaadv_tf.training.optimizers import make_optimizer
+from metaadv_tf.training.selection import ValidationLog
 from metaadv_tf.training.strategies import is_chief, make_strategy, reduce_state
 
 # Settings that may change between a run and its resumption (the rest define the run).
@@ -60,6 +73,8 @@ class TrainResult:
     """How a run ended: steps done, images seen, wall time, last loss, and why it stopped.
 
     ``start_step`` is the step this session started from: the latest checkpoint's when it resumed.
+    ``best_step`` and ``best_validation_accuracy`` (union over the validation attacks) describe
+    ``best.weights.h5`` when the run validates (``validation_examples``), else they are None.
     """
 
     steps: int
@@ -69,6 +84,8 @@ class TrainResult:
     last_loss: float
     stopped_by_signal: int | None
     weights_path: str | None
+    best_step: int | None = None
+    best_validation_accuracy: float | None = None
 
 
 class Trainer:
@@ -82,12 +99,13 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         _check_workdir_config(workdir, config, write=self.chief)
         self.info = data.get_info(config.dataset)
+        self.train_size = config.available_train_examples - config.validation_examples
         with self.strategy.scope():
             self.model = build_model(
                 config.model, input_shape=self.info.image_shape, num_classes=self.info.num_classes,
                 **model_arguments(config),
             )
-            self.optimizer = _make_optimizer(config)
+            self.optimizer = make_optimizer(config, self.total_steps)
             self.optimizer.build(self.model.trainable_variables)
             self.method: Method = build_method(self.model, config, self.strategy.num_replicas_in_sync)
         self.pool = self._make_pool()
@@ -103,13 +121,16 @@ class Trainer:
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
                                                   max_to_keep=CHECKPOINTS_KEPT)
-        self.train_size = self._train_size()
+        self.validation = ValidationLog(workdir) if self.chief and config.validation_examples else None
+        self.val_attacks = (parse_attacks(config.val_attacks or config.train_attacks)
+                            if config.validation_examples else [])
         # clean images read per data batch: a step's batch, or a pool refresh's images
         self.data_batch_size = config.meta.pool_size if self.pool else config.images_per_step
         if self.train_size < self.data_batch_size:
             raise ValueError(
                 f"A data batch needs {self.data_batch_size} training images but {config.dataset}"
-                f" has {self.train_size} (train_examples={config.train_examples}):"
+                f" has {self.train_size} (train_examples={config.train_examples},"
+                f" validation_examples={config.validation_examples}):"
                 " lower the batch size or use more examples."
             )
         compile_ = lambda fn: tf.function(fn, jit_compile=config.jit_compile)  # noqa: E731
@@ -117,6 +138,7 @@ class Trainer:
         self._pool_step = compile_(self._distributed_pool_step)
         self._refresh_pool = compile_(self._refresh_pool_eagerly)
         self._signal: int | None = None
+        self._unsaved_since = time.time()  # start of the wall time not yet in train_seconds
 
     @property
     def total_steps(self) -> int:
@@ -172,7 +194,12 @@ class Trainer:
         previous_handlers = self._install_signal_handlers()
         loss = float("nan")
         try:
-            started, interval_start, interval_steps = time.time(), time.time(), 0
+            self._unsaved_since = time.time()
+            if self.validation:
+                self.validation.resume(start_step, self.model)
+                if self._evaluation_due(start_step) and not self.validation.has(start_step):
+                    self._evaluate(writer, start_step)  # the session before stopped in between
+            interval_start, interval_steps = time.time(), 0
             batches = self.batches()
             while int(self.step.numpy()) < self.total_steps and self._signal is None:
                 metrics = self.next_step(batches)
@@ -184,12 +211,13 @@ class Trainer:
                     rate = interval_steps * self.config.images_per_step / (time.time() - interval_start)
                     self._write_summaries(writer, step, metrics, rate)
                     interval_start, interval_steps = time.time(), 0
-                if self.config.eval_every and step % self.config.eval_every == 0:
-                    self._write_evaluation(writer, step)
+                if self._evaluation_due(step):
+                    if self.config.validation_examples:
+                        self._save()  # a validated step has a checkpoint (see training.selection)
+                    self._evaluate(writer, step)
                 if step % self.config.checkpoint_every == 0:
-                    self._save(started)
-                    started = time.time()
-            self._save(started)
+                    self._save()
+            self._save()
         finally:
             bar.close()
             writer.close()
@@ -263,21 +291,38 @@ class Trainer:
 
     # --- data --------------------------------------------------------------------------------
 
-    def _train_size(self) -> int:
-        size = self.info.splits["train"]
-        return min(size, self.config.train_examples) if self.config.train_examples else size
-
     def batches(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
-        """Batches from the current data position on, epoch after epoch (same order on resume)."""
+        """Batches from the current data position on, epoch after epoch (same order on resume),
+        of the first ``train_size`` images: never the held-out validation images after them."""
         per_epoch = self.train_size // self.data_batch_size
         while True:
             epoch, offset = divmod(int(self.batches_consumed.numpy()), per_epoch)
             dataset = data.load(
                 self.config.dataset, "train", batch_size=self.data_batch_size, shuffle=True,
-                seed=self.config.seed, epoch=epoch, num_examples=self.config.train_examples,
+                seed=self.config.seed, epoch=epoch, num_examples=self.train_size,
                 drop_remainder=True,
             ).skip(offset)
+            order = self._replica_order()
+            if order is not None:
+                dataset = dataset.map(lambda x, y: (tf.gather(x, order), tf.gather(y, order)))
             yield from self.strategy.experimental_distribute_dataset(dataset)
+
+    def _replica_order(self) -> list[int] | None:
+        """For a meta method on R > 1 replicas, the order of a batch's images that gives replica r
+        the r-th R-th of every task's support and of its query examples (a distributed batch is cut
+        into R consecutive parts), so that together the replicas hold the one-device task batch;
+        None otherwise. (The inner loop averages its gradients over the replicas: see `adapt`.)"""
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1 or not isinstance(self.method, MetaMethod):
+            return None
+        meta = self.config.meta
+        support, query = meta.support_size // replicas, meta.query_size // replicas
+        per_task = meta.support_size + meta.query_size
+        return [task * per_task + index
+                for replica in range(replicas) for task in range(meta.num_tasks)
+                for index in [*range(replica * support, (replica + 1) * support),
+                              *range(meta.support_size + replica * query,
+                                     meta.support_size + (replica + 1) * query)]]
 
     # --- checks, summaries, checkpoints ------------------------------------------------------
 
@@ -299,6 +344,7 @@ class Trainer:
             tf.summary.scalar("train/loss", metrics["loss"])
             tf.summary.scalar("train/grad_norm", metrics["grad_norm"])
             tf.summary.scalar("train/images_per_second", images_per_second)
+            tf.summary.scalar("train/learning_rate", self.optimizer.learning_rate)
             if names is not None:
                 for task_id, task_loss, weight in zip(metrics["task_ids"].numpy(),
                                                       metrics["task_losses"].numpy(),
@@ -306,27 +352,47 @@ class Trainer:
                     tf.summary.scalar(f"task_loss/{names.names[task_id]}", task_loss)
                     tf.summary.scalar(f"task_weight/{names.names[task_id]}", weight)
 
+    def _evaluation_due(self, step: int) -> bool:
+        """Whether the in-training evaluation runs at ``step``: every ``eval_every`` steps and at
+        the end, when it is on (``eval_every`` or ``validation_examples``)."""
+        if not (self.config.eval_every or self.config.validation_examples) or step == 0:
+            return False
+        return step == self.total_steps or bool(self.config.eval_every and step % self.config.eval_every == 0)
+
     @functools.cached_property
-    def _eval_set(self) -> tuple:
-        """(images, labels, attacks) of the in-training evaluation, read once per run."""
-        from metaadv_tf.attack_specs import parse_attacks
+    def _eval_sets(self) -> dict[str, tuple]:
+        """{summary prefix: (images, labels, attacks)} of the in-training evaluation, read once per
+        run: ``eval``, test images (when ``eval_every``), and on the chief ``validation``, the
+        held-out last ``validation_examples`` of the run's training images."""
+        sets = {}
+        if self.config.eval_every:
+            x, y = data.load_arrays(self.config.dataset, "test", self.config.eval_examples)
+            sets["eval"] = (x, y, parse_attacks(self.config.eval_attacks))
+        if self.validation:
+            x, y = data.load_arrays(self.config.dataset, "train", self.config.validation_examples,
+                                    offset=self.train_size)
+            sets["validation"] = (x, y, self.val_attacks)
+        return sets
 
-        x, y = data.load_arrays(self.config.dataset, "test", self.config.eval_examples)
-        return x, y, parse_attacks(self.config.eval_attacks)
-
-    def _write_evaluation(self, writer, step: int) -> None:
+    def _evaluate(self, writer, step: int) -> None:
+        """Evaluates every set of ``_eval_sets`` into TensorBoard; records the validation."""
         from metaadv_tf.evaluation import evaluate
 
-        report = evaluate(self.model, *self._eval_set)
-        with writer.as_default(step=step):
-            tf.summary.scalar("eval/clean_accuracy", report.clean_accuracy)
-            tf.summary.scalar("eval/worst_case_accuracy", report.worst_case_accuracy)
-            for name, accuracy in report.robust_accuracy.items():
-                tf.summary.scalar(f"eval/robust_accuracy/{name}", accuracy)
+        for prefix, (x, y, attacks) in self._eval_sets.items():
+            report = evaluate(self.model, x, y, attacks)
+            with writer.as_default(step=step):
+                tf.summary.scalar(f"{prefix}/clean_accuracy", report.clean_accuracy)
+                tf.summary.scalar(f"{prefix}/worst_case_accuracy", report.worst_case_accuracy)
+                for name, accuracy in report.robust_accuracy.items():
+                    tf.summary.scalar(f"{prefix}/robust_accuracy/{name}", accuracy)
+            if prefix == "validation":
+                self.validation.add(step, report, self.model)
 
-    def _save(self, interval_start: float) -> None:
-        """Adds the interval's wall time and saves a checkpoint unless this step has one."""
-        self.train_seconds.assign_add(time.time() - interval_start)
+    def _save(self) -> None:
+        """Adds the wall time since the last save and saves a checkpoint unless this step has one."""
+        now = time.time()
+        self.train_seconds.assign_add(now - self._unsaved_since)
+        self._unsaved_since = now
         step, latest = int(self.step.numpy()), self.manager.latest_checkpoint
         if latest is None or int(latest.rsplit("-", 1)[-1]) != step:
             self.manager.save(checkpoint_number=step)
@@ -344,10 +410,13 @@ class Trainer:
         if step >= self.total_steps and self.chief:
             weights_path = os.path.join(self.workdir, "final.weights.h5")
             atomic_save(weights_path, self.model.save_weights)
+        best = self.validation.best if self.validation else None
         result = TrainResult(
             steps=step, start_step=start_step, images_seen=step * self.config.images_per_step,
             train_seconds=float(self.train_seconds.numpy()), last_loss=loss,
             stopped_by_signal=self._signal, weights_path=weights_path,
+            best_step=best["step"] if best else None,
+            best_validation_accuracy=best["union"] if best else None,
         )
         if self.chief:
             atomic_write_text(os.path.join(self.workdir, "result.json"),
@@ -394,6 +463,22 @@ def model_arguments(config: TrainConfig) -> dict:
             "meta_dropout": meta.meta_dropout}
 
 
+def listed_checkpoint_step(workdir: str) -> int:
+    """The step of the latest checkpoint listed in ``workdir``'s state file (0: none).
+
+    Safe while the run is replacing the file: it is read in one ``open`` (TensorFlow's reader
+    takes the size from the path and the bytes from the file it opened, so it can see a state
+    file that was replaced in between cut short).
+    """
+    try:
+        with open(os.path.join(workdir, "checkpoints", "checkpoint"), encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return 0
+    found = re.search(r'^model_checkpoint_path: ".*-(\d+)"$', text, re.MULTILINE)
+    return int(found[1]) if found else 0
+
+
 def checkpoint_problem(prefix: str) -> str | None:
     """What is wrong with checkpoint ``prefix``, naming the file, or None when it is complete: its
     index and data files exist and every tensor reads back with its stored size and checksum."""
@@ -437,12 +522,6 @@ def _check_checkpoint_state(directory: str) -> None:
             ' Nothing was loaded; restore it, or write model_checkpoint_path: "ckpt-N" into it (N: the'
             " newest intact checkpoint beside it) to resume from that checkpoint."
         )
-
-
-def _make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
-    return keras.optimizers.Adam(config.learning_rate)
 
 
 def _check_workdir_config(workdir: str, config: TrainConfig, write: bool) -> None:

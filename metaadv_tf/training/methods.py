@@ -9,6 +9,11 @@ model: they run it over parameter tensors (`metaadv_tf.meta.functional`).
 - ``fgsm_rs`` (Wong et al.): on one FGSM step of 1.25·eps from a uniform random start.
 - ``avg`` / ``max`` (Tramèr & Boneh): every training attack on the whole batch; the loss is the
   mean over attacks, or the per-example worst loss over attacks.
+- ``sat`` (E-AT, Croce & Hein 2022): one training attack per step, sampled (by ``task_weights``)
+  with the checkpointed task sampler, on the whole batch: the cost of single-attack training.
+- ``msd`` (Maini et al. 2020): multi steepest descent over the Lp training attacks' balls
+  (`metaadv_tf.msd`); attacks without a norm (spatial) are combined with its examples as in
+  ``max``.
 - ``mat`` / ``fomaml``: MAML over attack tasks, second or first order (`metaadv_tf.meta.maml`).
 - ``reptile``: Reptile over attack tasks (`metaadv_tf.meta.reptile`).
 """
@@ -16,19 +21,20 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from metaadv_tf.attack_specs import parse_attacks
-from metaadv_tf.attacks import Attack, get_attack
+from metaadv_tf.attacks import ModelFn, get_attack
 from metaadv_tf.meta.attention import TaskAttention
 from metaadv_tf.meta.functional import Params, apply, cross_entropy, dense_gradients, model_fn
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.meta.tasks import TaskDistribution
 from metaadv_tf.models.task_layers import task_code_slot
+from metaadv_tf.msd import MultiSteepestDescent
 from metaadv_tf.training.config import META_METHODS, TrainConfig
 
 
@@ -44,6 +50,7 @@ class StepResult:
 
 
 Sample = dict  # {"tasks": int32 [N], "codes": int32 [N]}: a step's task ids and task codes
+AttackFn = Callable[[ModelFn, tf.Tensor, tf.Tensor], tf.Tensor]  # an Attack, or MSD
 
 
 class Method(abc.ABC):
@@ -89,20 +96,48 @@ class LossMethod(Method):
 class AttackMethod(LossMethod):
     """Cross-entropy on inputs made by a list of attacks (none: clean), reduced over attacks."""
 
-    def __init__(self, model: keras.Model, config: TrainConfig, attacks: Sequence[Attack],
+    def __init__(self, model: keras.Model, config: TrainConfig, attacks: Sequence[AttackFn],
                  reduce: str = "mean") -> None:
         super().__init__(model, config)
         self.attacks = list(attacks)
         self.reduce = reduce
 
+    def examples(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, sample: Sample
+                 ) -> list[tf.Tensor]:
+        """The batches the loss is taken on: one per attack (the clean batch when none)."""
+        del sample
+        model = model_fn(self.model, params, state)
+        return [attack(model, x, y) for attack in self.attacks] or [x]
+
     def loss(self, params, state, x, y, sample, tape):
         with tape.stop_recording():
-            inputs = [attack(model_fn(self.model, params, state), x, y) for attack in self.attacks] or [x]
+            inputs = self.examples(params, state, x, y, sample)
         # one forward pass over all attacks' examples: one set of batch statistics, one state update
         logits, state = apply(self.model, params, state, tf.concat(inputs, 0), training=True)
         per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(inputs)])), [len(inputs), -1])
         reduced = tf.reduce_max(per_example, 0) if self.reduce == "max" else tf.reduce_mean(per_example, 0)
-        return tf.reduce_mean(reduced), state, tf.zeros([0]), tf.zeros([0])
+        loss = tf.reduce_mean(reduced)
+        task_losses = tf.fill([self.num_sampled_tasks], loss)  # sampled tasks share the batch
+        return loss, state, task_losses, tf.ones_like(task_losses)
+
+
+class SampledAttackMethod(AttackMethod):
+    """``sat``: the whole batch attacked by one task sampled per step from ``tasks``."""
+
+    def __init__(self, model: keras.Model, config: TrainConfig, tasks: TaskDistribution) -> None:
+        super().__init__(model, config, [])
+        self.tasks = tasks
+
+    @property
+    def num_sampled_tasks(self) -> int:
+        return 1
+
+    def sample_tasks(self, generator):
+        tasks = self.tasks.sample(generator, 1)
+        return {"tasks": tasks, "codes": tasks}
+
+    def examples(self, params, state, x, y, sample):
+        return [self.tasks.attack(sample["tasks"][0], model_fn(self.model, params, state), x, y)]
 
 
 class MetaMethod(Method):
@@ -210,6 +245,11 @@ def build_method(model: keras.Model, config: TrainConfig, num_replicas: int = 1)
     tasks = TaskDistribution(attacks, config.meta.task_weights)  # checks the attacks compile
     if config.method in ("avg", "max"):
         return AttackMethod(model, config, attacks, reduce=config.method)
+    if config.method == "sat":
+        return SampledAttackMethod(model, config, tasks)
+    if config.method == "msd":
+        msd = MultiSteepestDescent(tuple(a for a in attacks if a.norm is not None))
+        return AttackMethod(model, config, [msd, *(a for a in attacks if a.norm is None)], reduce="max")
     assert config.method in META_METHODS
     method_class = ReptileMethod if config.method == "reptile" else MamlMethod
     return method_class(model, config, tasks, num_replicas)

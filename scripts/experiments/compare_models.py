@@ -5,9 +5,11 @@
         --candidate=cnn_mat --baselines=cnn_pgd_at,cnn_avg,cnn_max --pgd_at=cnn_pgd_at \
         --output=results/comparison_cnn.md
 
-Every number is read from a model card (so from `scripts/evaluate.py --model=NAME`); the
-targets: worst case over the unseen attacks >= 5 points above the best baseline, clean accuracy
-at most 2 points below PGD-AT, training time no more than PGD-AT's.
+Every number is read from a model card (so from `scripts/evaluate.py --model=NAME`, with
+`--protocol=v2` for `--protocol=v2` here); the targets: worst case over the unseen attacks (v2:
+the per-example union over the unseen threat models) >= 5 points above the best baseline, clean
+accuracy at most 2 points below PGD-AT, training time no more than PGD-AT's. `--protocol=v2`
+lists only the models whose cards carry v2 results.
 """
 from __future__ import annotations
 
@@ -22,6 +24,29 @@ flags.DEFINE_string("candidate", None, "The MAT model whose targets are checked.
 flags.DEFINE_list("baselines", [], "Baselines the candidate must beat on unseen attacks.")
 flags.DEFINE_string("pgd_at", None, "The PGD-AT model for the clean-accuracy and time targets.")
 flags.DEFINE_string("output", None, "Also write the Markdown here.")
+flags.DEFINE_enum("protocol", "v1", ["v1", "v2"], "Which evaluation protocol's card results to compare.")
+V2_COLUMNS = ("Linf", "L2", "L1", "spatial")
+UNSEEN_LABELS = {"v1": "Worst case over unseen attacks", "v2": "Union over unseen threat models"}
+
+
+def v2_table(names: list[str]) -> str:
+    """Protocol v2 per model: clean (10,000 images), AutoAttack / spatial accuracy per threat
+    model, per-example unions over the seen and unseen threat models and over all of them (%)."""
+    header = ["model", "method", "seen", "N", "clean", *V2_COLUMNS, "union seen", "union unseen",
+              "union Lp", "union all", "train min", "images"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for card in (zoo.get_card(name) for name in names):
+        settings, m = card.evaluations["v2"]["settings"], card.evaluations["v2"]["metrics"]
+        values = [m["clean_accuracy"], *(m["robust_accuracy"].get(tm) for tm in V2_COLUMNS),
+                  *(m["union"].get(group) for group in ("seen", "unseen", "Lp", "all"))]
+        rows.append("| " + " | ".join([card.name, card.method, ",".join(settings["seen"]) or "none",
+                                        str(settings["num_examples"]), *map(_percent, values),
+                                        f"{card.train_seconds / 60:.1f}", str(card.images_seen)]) + " |")
+    return "\n".join(rows)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def comparison_table(names: list[str]) -> str:
@@ -31,31 +56,50 @@ def comparison_table(names: list[str]) -> str:
     header = ["model", "method", "N", "clean", *attacks, "worst seen", "worst unseen", "worst all",
               "train min", "images"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    percent = lambda value: "n/a" if value is None else f"{100 * value:.1f}"  # noqa: E731
     for card in cards:
         m, groups = card.metrics, card.metrics["worst_case_by_group"]
         values = [m["clean_accuracy"], *(m["robust_accuracy"].get(a) for a in attacks),
                   groups.get("seen"), groups.get("unseen"), m["worst_case_accuracy"]]
         rows.append("| " + " | ".join([card.name, card.method, str(card.evaluation["num_examples"]),
-                                        *map(percent, values), f"{card.train_seconds / 60:.1f}",
+                                        *map(_percent, values), f"{card.train_seconds / 60:.1f}",
                                         str(card.images_seen)]) + " |")
     return "\n".join(rows)
 
 
-def target_lines(candidate: str, baselines: list[str], pgd_at: str) -> list[str]:
+def results(name: str, protocol: str) -> tuple[dict, dict]:
+    """(protocol settings, metrics) of a card under ``protocol``."""
+    card = zoo.get_card(name)
+    if protocol == "v1":
+        return card.evaluation, card.metrics
+    if protocol not in card.evaluations:
+        raise ValueError(f"Zoo model {name!r} has no {protocol} results; run scripts/evaluate.py"
+                         f" --model={name} --protocol={protocol} --update_card.")
+    return card.evaluations[protocol]["settings"], card.evaluations[protocol]["metrics"]
+
+
+def unseen_accuracy(name: str, protocol: str) -> float:
+    """Worst case over the unseen attacks (v1) or union over the unseen threat models (v2)."""
+    metrics = results(name, protocol)[1]
+    return metrics["worst_case_by_group" if protocol == "v1" else "union"]["unseen"]
+
+
+def target_lines(candidate: str, baselines: list[str], pgd_at: str, protocol: str = "v1") -> list[str]:
     """One line per target: measured values and met / NOT met."""
     get = zoo.get_card
-    protocols = {str(get(name).evaluation) for name in [candidate, *baselines, pgd_at]}
-    if len(protocols) != 1:
+    names = [candidate, *baselines, pgd_at]
+    # v2 settings differ only in which threat models the model saw in training
+    if len({str({k: v for k, v in results(name, protocol)[0].items() if k not in ("seen", "unseen")})
+            for name in names}) != 1:
         raise ValueError("Targets compare models evaluated with one protocol; these cards differ.")
-    unseen = lambda name: get(name).metrics["worst_case_by_group"]["unseen"]  # noqa: E731
+    unseen = lambda name: unseen_accuracy(name, protocol)  # noqa: E731
+    clean = lambda name: results(name, protocol)[1]["clean_accuracy"]  # noqa: E731
     best = max(baselines, key=unseen)
     margin = 100 * (unseen(candidate) - unseen(best))
-    clean_gap = 100 * (get(candidate).metrics["clean_accuracy"] - get(pgd_at).metrics["clean_accuracy"])
+    clean_gap = 100 * (clean(candidate) - clean(pgd_at))
     time_ratio = get(candidate).train_seconds / get(pgd_at).train_seconds
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     return [
-        f"- Worst case over unseen attacks: {candidate} {100 * unseen(candidate):.1f} % vs best baseline"
+        f"- {UNSEEN_LABELS[protocol]}: {candidate} {100 * unseen(candidate):.1f} % vs best baseline"
         f" {best} {100 * unseen(best):.1f} % ({margin:+.1f} points; target >= +5): {verdict(margin >= 5)}.",
         f"- Clean accuracy vs {pgd_at}: {clean_gap:+.1f} points (target >= -2): {verdict(clean_gap >= -2)}.",
         f"- Training time vs {pgd_at}: {time_ratio:.2f}x (target <= 1): {verdict(time_ratio <= 1)}.",
@@ -64,9 +108,13 @@ def target_lines(candidate: str, baselines: list[str], pgd_at: str) -> list[str]
 
 def main(argv: list[str]) -> None:
     del argv
-    text = comparison_table(FLAGS.models or zoo.list_models())
+    if FLAGS.protocol == "v1":
+        text = comparison_table(FLAGS.models or zoo.list_models())
+    else:
+        text = v2_table(FLAGS.models or [n for n in zoo.list_models() if "v2" in zoo.get_card(n).evaluations])
     if FLAGS.candidate:
-        text += "\n\n" + "\n".join(target_lines(FLAGS.candidate, FLAGS.baselines, FLAGS.pgd_at))
+        lines = target_lines(FLAGS.candidate, FLAGS.baselines, FLAGS.pgd_at, FLAGS.protocol)
+        text += "\n\n" + "\n".join(lines)
     print(text)
     if FLAGS.output:
         atomic_write_text(FLAGS.output, text + "\n")
