@@ -342,7 +342,7 @@ def test_train_command_rebuilds_a_study_config():
         validation_examples=64, val_attacks="fgsm,pgd_l2(steps=2)",
         meta=MetaConfig(task_weights=(1.0, 2.0, 1.0, 1.0)),
     )
-    arguments = shlex.split(zoo.train_command(config, "runs/x"))[2:-1]  # no python, script, --workdir
+    arguments = shlex.split(publish.train_command(config, "runs/x"))[2:-1]  # no python, script, --workdir
     flags.FLAGS(["train.py", *arguments])
     try:
         assert flag_utils.train_config_from_flags() == config
