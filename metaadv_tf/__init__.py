@@ -1,7 +1,8 @@
 """metaadv_tf: meta-adversarial training (MAT) for TensorFlow / Keras 3, with a model zoo.
 
-Importing the package is cheap: TensorFlow, CleverHans and TFDS load when first needed.
-Example::
+Importing the package is cheap: TensorFlow, CleverHans and TFDS load when first needed. It only
+checks that TensorFlow is installed: the package leaves the choice of its build to the extras
+``metaadv_tf[cpu]`` and ``metaadv_tf[gpu]`` (see BUILD.md). Example::
 
     from metaadv_tf import load_model
     model = load_model("resnet18_mat")
@@ -9,8 +10,15 @@ Example::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from typing import Any
+
+if importlib.util.find_spec("tensorflow") is None:
+    raise ImportError(
+        "metaadv_tf needs TensorFlow, which is not installed: pip install 'metaadv_tf[cpu]' (CPU)"
+        " or 'metaadv_tf[gpu]' (NVIDIA GPU, Linux), or install a TensorFlow build yourself."
+    )
 
 # oneDNN makes this library's steps 1.7-2.7x faster on CPUs where TensorFlow leaves it off.
 # It only takes effect if TensorFlow is not imported yet; set the variable to 0 to opt out.

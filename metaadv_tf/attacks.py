@@ -275,7 +275,7 @@ def _check_norm(name: str, value: Any, allowed: tuple[str | int, ...]) -> str | 
     return "inf" if norm == "inf" else int(norm)
 
 
-@tf.autograph.experimental.do_not_convert
+@tf.autograph.experimental.do_not_convert  # a lookup, no TensorFlow ops: AutoGraph cannot convert importlib
 def _runner(name: str) -> Callable[..., tf.Tensor]:
     """The runner function of attack ``name``, imported on first use (CleverHans is heavy)."""
     module, function = ATTACKS.get(name).runner.rsplit(".", 1)

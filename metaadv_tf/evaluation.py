@@ -13,6 +13,7 @@ It counts towards the worst-case accuracy of a set of attacks when it is robust 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -203,13 +204,19 @@ def _correct_fn(model_fn: ModelFn) -> CorrectFn:
 
 
 def _attack_step(attack: Attack, model_fn: ModelFn) -> CorrectFn:
-    """Attack then classify one batch, compiled with ``tf.function`` (every attack compiles)."""
-    correct = _correct_fn(model_fn)
+    """Attack then classify one batch, compiled with ``tf.function``: one function per attack,
+    traced once per batch shape (``_batches`` makes one), with fresh random-op state that the
+    caller's seeding sets. The function wraps its own ``functools.partial``, because TensorFlow
+    counts the traces of all functions sharing a Python code object together, and would report
+    one trace per attack as "retracing" after five attacks."""
+    return tf.function(functools.partial(_attack_and_classify, attack, model_fn))
 
-    def step(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        return correct(attack(model_fn, images, labels), labels)
 
-    return tf.function(step)
+def _attack_and_classify(
+    attack: Attack, model_fn: ModelFn, images: tf.Tensor, labels: tf.Tensor
+) -> tf.Tensor:
+    """Whether ``model_fn`` classifies ``attack``'s adversarial ``images`` as ``labels``."""
+    return _correct_fn(model_fn)(attack(model_fn, images, labels), labels)
 
 
 def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> list[Batch]:

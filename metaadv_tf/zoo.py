@@ -1,48 +1,56 @@
-"""The model zoo: model cards as data, ``load_model`` with sha256 checks, and publishing.
+"""The model zoo: model cards as data, and ``load_model`` with sha256 checks (``publish`` writes).
 
-An entry is two files in the zoo directory (``zoo/`` in the checkout, or ``$METAADV_ZOO_DIR``):
-``<name>.json``, a `ModelCard`, and ``<name>.weights.h5``. Scanning that directory is the one
-place entries are registered; nothing in the code names a model. Example::
+An entry is a card, ``<name>.json`` (a `ModelCard`), and a weights file, ``<name>.weights.h5``.
+Cards ship inside the package (``metaadv_tf/cards/``); scanning the cards directory is the one
+place entries are registered, and nothing in the code names a model. ``$METAADV_ZOO_DIR`` (or
+``directory=``) names another zoo directory, holding both cards and weights. Example::
 
     from metaadv_tf import list_models, get_card, load_model
     list_models(dataset="fashion_mnist", method="mat")   # ['resnet18_mat', ...]
     card = get_card("resnet18_mat")                        # provenance, protocol, metrics
     model = load_model("resnet18_mat")                     # checked against card.sha256
 
-Weights are checked before Keras sees them: a missing file, a Git LFS pointer, or any other
-sha256 mismatch (corruption, truncation) raises a clear error. Weights may be stored as float16;
-Keras casts each stored array to its float32 variable when it assigns it, so loading them needs
-nothing special. ``publish`` (``scripts/publish_model.py``) turns a finished training run into an
-entry, and every metric in a card is reproduced by ``scripts/evaluate.py --model=NAME``.
+Weights are looked up in the local zoo directory (``$METAADV_ZOO_DIR``, else the checkout's
+``zoo/``), then in a cache (``$METAADV_CACHE``, else ``~/.keras/metaadv_tf/``), then downloaded
+from ``$METAADV_ZOO_URL`` (else ``DEFAULT_ZOO_URL``, the project's release) into the cache. They
+are checked before Keras sees them: a Git LFS pointer or any other sha256 mismatch (corruption,
+truncation, tampering) raises a clear error, and so does a file found nowhere. Weights may be
+stored as float16; Keras casts each stored array to its float32 variable when it assigns it, so
+loading them needs nothing special. ``metaadv_tf.publish`` (``scripts/publish_model.py``) turns a
+finished training run into an entry, and every metric in a card is reproduced by
+``scripts/evaluate.py --model=NAME``.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import glob
-import hashlib
 import json
 import os
-import re
-import shlex
 import tempfile
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf import downloads
+from metaadv_tf.downloads import sha256_file
+from metaadv_tf.io_utils import atomic_save
 from metaadv_tf.registry import Registry, check_choice, unknown_name_message
 
 if TYPE_CHECKING:
     import keras
 
     from metaadv_tf.evaluation import EvaluationReport
-    from metaadv_tf.training import TrainConfig
 
 ZOO_DIR_ENV = "METAADV_ZOO_DIR"
-DEFAULT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+CACHE_ENV = "METAADV_CACHE"
+ZOO_URL_ENV = "METAADV_ZOO_URL"
+# The project's published weights: the zoo/*.weights.h5 files attached to its GitHub release.
+DEFAULT_ZOO_URL = "https://github.com/metaadv-tf/metaadv_tf/releases/download/zoo-v0.1.0/"
+PACKAGE_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cards")
+CHECKOUT_ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 
 # The standard evaluation protocol: attacks seen in MAT training and attacks it never saw.
 STANDARD_ATTACKS = "fgsm,pgd_linf(steps=20),bim,mim,pgd_l2,cw_l2,spsa"
@@ -50,15 +58,11 @@ STANDARD_GROUPS = {"seen": ["fgsm", "pgd_linf", "bim"], "unseen": ["mim", "pgd_l
 
 WEIGHTS_DTYPES = ("float16", "float32")
 MAX_WEIGHTS_BYTES = 50 * 1024**2
-FLOAT16_LOGIT_TOLERANCE = 1e-3  # float16 weights are kept only if no logit moves more than this
 GOLDEN_EXAMPLES = 4
 GOLDEN_DECIMALS = 6
 GOLDEN_ATOL = 1e-3
-EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publish resumes evaluating there
+EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publishing resumes evaluating there
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_NORM_LABELS = {"inf": "Linf", 2: "L2"}
-_NOT_ARCHITECTURE_ARGS = ("name", "trainable", "input_shape", "num_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +140,15 @@ class ModelCard:
 # --- the registry --------------------------------------------------------------------------
 
 
-def zoo_dir(directory: str | None = None) -> str:
-    """The zoo directory: ``directory``, else ``$METAADV_ZOO_DIR``, else ``zoo/`` of the checkout."""
-    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or DEFAULT_ZOO_DIR)
+def cards_dir(directory: str | None = None) -> str:
+    """Where cards are read: ``directory``, else ``$METAADV_ZOO_DIR``, else the package's ``cards/``."""
+    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or PACKAGE_CARDS_DIR)
+
+
+def weights_dir(directory: str | None = None) -> str:
+    """The local zoo directory weights are looked up in first: ``directory``, else
+    ``$METAADV_ZOO_DIR``, else ``zoo/`` of the source checkout (absent from an installed package)."""
+    return os.path.abspath(directory or os.environ.get(ZOO_DIR_ENV) or CHECKOUT_ZOO_DIR)
 
 
 @functools.cache
@@ -168,7 +178,7 @@ def list_models(
         list_models(dataset="fashion_mnist", architecture="resnet18")
     """
     wanted = {"dataset": dataset, "method": method, "architecture": architecture}
-    registry = _scan(zoo_dir(directory))
+    registry = _scan(cards_dir(directory))
     return [
         name for name in registry.names()
         if all(value is None or getattr(registry.get(name), key) == value for key, value in wanted.items())
@@ -180,7 +190,7 @@ def get_card(name: str, *, directory: str | None = None) -> ModelCard:
 
     Example: ``get_card("resnet18_mat").metrics["worst_case_accuracy"]``.
     """
-    directory = zoo_dir(directory)
+    directory = cards_dir(directory)
     registry = _scan(directory)
     if name not in registry:
         raise ValueError(_unknown_model_message(name, directory))
@@ -188,7 +198,8 @@ def get_card(name: str, *, directory: str | None = None) -> ModelCard:
 
 
 def load_model(name: str, *, pretrained: bool = True, directory: str | None = None) -> "keras.Model":
-    """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256.
+    """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256
+    (found locally, in the cache, or downloaded: see ``weights_path``).
 
     Example::
 
@@ -198,9 +209,8 @@ def load_model(name: str, *, pretrained: bool = True, directory: str | None = No
     card = get_card(name, directory=directory)
     model = card.build()
     if pretrained:
-        path = weights_path(card, directory)
-        verify_weights(path, card.sha256)
-        model.load_weights(path)  # Keras casts float16 arrays to the float32 variables exactly
+        # Keras casts float16 arrays to the float32 variables exactly
+        model.load_weights(weights_path(card, directory))
     return model
 
 
@@ -217,7 +227,7 @@ def resolve_model(spec: str, *, directory: str | None = None) -> "keras.Model":
         return keras.saving.load_model(spec)
     if os.sep in spec or spec.endswith(".keras"):
         raise ValueError(f"Found no model file at {spec!r}; pass a .keras file or a zoo model name.")
-    raise ValueError(_unknown_model_message(spec, zoo_dir(directory)))
+    raise ValueError(_unknown_model_message(spec, cards_dir(directory)))
 
 
 def _check_keras_archive(path: str) -> None:
@@ -249,27 +259,43 @@ def _unknown_model_message(name: str, directory: str) -> str:
 # --- weights files -------------------------------------------------------------------------
 
 
+def cache_dir() -> str:
+    """Where downloaded weights are kept: ``$METAADV_CACHE``, else ``metaadv_tf/`` in Keras' cache
+    directory (``$KERAS_HOME``, else ``~/.keras``)."""
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.abspath(os.environ.get(CACHE_ENV) or os.path.join(keras_home, "metaadv_tf"))
+
+
+def zoo_url() -> str:
+    """Where weights are downloaded from: ``$METAADV_ZOO_URL``, else ``DEFAULT_ZOO_URL``."""
+    return os.environ.get(ZOO_URL_ENV) or DEFAULT_ZOO_URL
+
+
 def weights_path(card: ModelCard, directory: str | None = None) -> str:
-    """Where ``card``'s weights file lives."""
-    return os.path.join(zoo_dir(directory), card.weights)
+    """A local file holding ``card``'s weights, checked against ``card.sha256``.
 
-
-def sha256_file(path: str) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    Looked up in order: the local zoo directory (``weights_dir(directory)``), the cache
+    (``cache_dir()``), then downloaded from ``zoo_url()`` into the cache. A local or cached file
+    that fails the check raises ValueError (a cached one is also removed); a file found nowhere
+    raises FileNotFoundError naming every place looked.
+    """
+    local = os.path.join(weights_dir(directory), card.weights)
+    if os.path.exists(local):
+        verify_weights(local, card.sha256)
+        return local
+    try:
+        return downloads.fetch(card.weights, card.sha256, zoo_url(), cache_dir())
+    except OSError as error:
+        cached = downloads.cached_path(card.weights, card.sha256, cache_dir())
+        raise FileNotFoundError(
+            f"Found no weights for zoo model {card.name!r}: {local} does not exist, the cache has no"
+            f" {cached}, and {error}. Set ${ZOO_URL_ENV} to a reachable copy of the zoo, or"
+            f" ${ZOO_DIR_ENV} to a directory holding {card.weights} and the cards."
+        ) from None
 
 
 def verify_weights(path: str, sha256: str) -> None:
-    """Raises unless ``path`` exists and hashes to ``sha256`` (names Git LFS pointers as such)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Weights file {path} is missing. Restore it (e.g. `git lfs pull` or `git checkout --"
-            f" {path}`) or publish the model again."
-        )
+    """Raises ValueError unless the file ``path`` hashes to ``sha256`` (names Git LFS pointers as such)."""
     with open(path, "rb") as handle:
         head = handle.read(len(LFS_POINTER_PREFIX))
     if head == LFS_POINTER_PREFIX:
@@ -440,7 +466,7 @@ def store_evaluation(name: str, protocol: str, record: Mapping[str, Any], *, dir
     """Writes ``record`` (from ``evaluate_card``) into zoo model ``name``'s card, atomically."""
     card = get_card(name, directory=directory)
     updated = dataclasses.replace(card, evaluations={**card.evaluations, protocol: dict(record)})
-    atomic_write_text(os.path.join(zoo_dir(directory), f"{name}.json"), updated.to_json())
+    atomic_write_text(os.path.join(cards_dir(directory), f"{name}.json"), updated.to_json())
     clear_cache()
     return updated
 
@@ -477,188 +503,3 @@ def verify_golden(model: "keras.Model", card: ModelCard, *, data_dir: str | None
             f" {difference:.3g} > atol {golden['atol']}. Its architecture or weights changed."
         )
     return difference
-
-
-# --- publishing ----------------------------------------------------------------------------
-
-
-PUBLISHED_CHECKPOINTS = ("final", "best")
-
-
-def publish(
-    workdir: str,
-    name: str,
-    *,
-    attacks: str | Sequence[str] = STANDARD_ATTACKS,
-    num_examples: int = 1000,
-    float16: bool = True,
-    notes: str = "",
-    threat_model: tuple[str, float] | None = None,
-    overwrite: bool = False,
-    directory: str | None = None,
-    data_dir: str | None = None,
-    progress: bool = False,
-    checkpoint: str = "final",
-) -> ModelCard:
-    """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
-
-    ``checkpoint`` "final" publishes the run's last weights; "best" its best validation checkpoint
-    (``best.weights.h5`` of a run with ``validation_examples``): the card's ``train_steps`` and
-    ``images_seen`` are then those of the best step, and its notes name the step.
-
-    Writes ``<name>.weights.h5`` (float16 when ``float16`` and no logit of the evaluation images
-    moves more than ``FLOAT16_LOGIT_TOLERANCE``, else float32), evaluates the stored weights with
-    ``evaluation_protocol(attacks, num_examples)``, then writes ``<name>.json``. ``threat_model``
-    (e.g. ``("Linf", 0.1)``) overrides the one derived from the run's training attacks. Example::
-
-        publish("runs/resnet18_mat", "resnet18_mat")
-    """
-    from metaadv_tf import data
-    from metaadv_tf.training import model_arguments
-
-    if not _NAME.match(name):
-        raise ValueError(
-            f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
-        )
-    directory = zoo_dir(directory)
-    card_path = os.path.join(directory, f"{name}.json")
-    if os.path.exists(card_path) and not overwrite:
-        raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
-    check_choice("checkpoint", checkpoint, list(PUBLISHED_CHECKPOINTS))
-    config, result, weights = read_run(workdir)
-    if checkpoint == "best":
-        weights, result, notes = _best_checkpoint(workdir, config, result, notes)
-    threat, eps = threat_model or training_threat_model(config)
-    protocol = evaluation_protocol(attacks, num_examples)
-    info = data.get_info(config.dataset)
-    trained = build_architecture(
-        config.model, info.image_shape, info.num_classes, model_arguments(config)
-    )
-    trained.load_weights(weights)
-    # every constructor argument, defaults included, so later default changes cannot alter the model
-    arguments = {k: v for k, v in trained.get_config().items() if k not in _NOT_ARCHITECTURE_ARGS}
-    build = functools.partial(build_architecture, config.model, info.image_shape, info.num_classes, arguments)
-    x, _ = data.load_arrays(config.dataset, protocol["split"], num_examples, data_dir)
-    weights_file = os.path.join(directory, f"{name}.weights.h5")
-    published, dtype = _store_weights(trained, build, weights_file, float16, x)
-    report = evaluate_protocol(published, config.dataset, protocol, data_dir=data_dir,
-                               cache_path=os.path.join(workdir, EVALUATION_CACHE), progress=progress)
-    card = ModelCard(
-        name=name, architecture=config.model, architecture_args=arguments,
-        dataset=config.dataset, input_shape=tuple(info.image_shape), num_classes=info.num_classes,
-        threat_model=threat, eps=float(eps), method=config.method,
-        train_config=json.loads(config.to_json()), train_command=train_command(config, workdir),
-        train_seconds=float(result["train_seconds"]), train_steps=int(result["steps"]),
-        images_seen=int(result["images_seen"]), weights=os.path.basename(weights_file),
-        sha256=sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
-        metrics=report_metrics(report), evaluations={}, golden=golden_logits(published, config.dataset, data_dir=data_dir),
-        notes=notes,
-    )
-    atomic_write_text(card_path, card.to_json())
-    clear_cache()
-    return card
-
-
-def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
-    """(config, result.json values, final weights path) of a finished run; raises if unfinished."""
-    from metaadv_tf.training import TrainConfig
-
-    paths = {name: os.path.join(workdir, name) for name in ("config.json", "result.json", "final.weights.h5")}
-    missing = [path for path in paths.values() if not os.path.isfile(path)]
-    if missing:
-        raise FileNotFoundError(
-            f"{workdir} is not a finished training run: {', '.join(missing)} missing. Finish the run"
-            " (rerun its train command to resume) before publishing it."
-        )
-    with open(paths["config.json"], encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
-    with open(paths["result.json"], encoding="utf-8") as handle:
-        result = json.load(handle)
-    return config, result, paths["final.weights.h5"]
-
-
-def _best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str
-                     ) -> tuple[str, dict[str, Any], str]:
-    """(weights path, result.json values of the best step, notes naming it) of a finished run's
-    best validation checkpoint; raises FileNotFoundError when the run kept none."""
-    from metaadv_tf.training.selection import BEST_WEIGHTS
-
-    path = os.path.join(workdir, BEST_WEIGHTS)
-    if result.get("best_step") is None or not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{workdir} has no best validation checkpoint ({path}): train with validation_examples > 0,"
-            " or publish checkpoint='final'."
-        )
-    step = result["best_step"]
-    best = {**result, "steps": step, "images_seen": step * config.images_per_step}
-    described = (f"Best validation checkpoint: step {step} of {result['steps']}, validation union"
-                 f" accuracy {result['best_validation_accuracy']:.4f}.")
-    return path, best, f"{described} {notes}".strip()
-
-
-def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
-    """("Linf" or "L2", eps) of the attacks a run trained on; ("none", 0.0) for standard training.
-
-    Raises ValueError when the training attacks mix norms or radii: name the threat model then.
-    """
-    from metaadv_tf.attack_specs import parse_attacks
-
-    if config.method == "standard":
-        return "none", 0.0
-    if config.method in ("pgd_at", "fgsm_rs"):
-        return "Linf", config.eps
-    found = {(_NORM_LABELS[a.settings["norm"]], a.eps) for a in parse_attacks(config.train_attacks)}
-    if len(found) != 1:
-        raise ValueError(
-            f"The training attacks {config.train_attacks!r} mix threat models {sorted(found)};"
-            " give the card's threat model and eps explicitly."
-        )
-    return found.pop()
-
-
-def train_command(config: "TrainConfig", workdir: str) -> str:
-    """The ``scripts/train.py`` command line that reruns ``config`` exactly, every flag written out.
-
-    Flags are named like the TrainConfig and MetaConfig fields (see ``flag_utils``).
-    Example: ``python scripts/train.py --batch_size=128 ... --workdir=runs/cnn_mat``.
-    """
-    values = {**dataclasses.asdict(config), **dataclasses.asdict(config.meta), "workdir": workdir}
-    del values["meta"]
-    arguments = [_flag(name, value) for name, value in values.items() if value is not None]
-    return " ".join(["python", "scripts/train.py", *(shlex.quote(a) for a in arguments)])
-
-
-def _flag(name: str, value: Any) -> str:
-    """One absl flag: booleans as --name/--noname, dicts as JSON, sequences comma-separated."""
-    if isinstance(value, bool):
-        return f"--{name}" if value else f"--no{name}"
-    if isinstance(value, dict):
-        value = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    elif isinstance(value, (list, tuple)):
-        value = ",".join(map(repr, value))
-    return f"--{name}={value}"
-
-
-def _store_weights(
-    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, float16: bool, x: np.ndarray
-) -> tuple["keras.Model", str]:
-    """Stores float16 weights if they move no logit on ``x`` by more than ``FLOAT16_LOGIT_TOLERANCE``
-    (and ``float16``), else float32; returns the model loaded from the file and the dtype."""
-    if float16:
-        stored, change = _store(model, build, path, "float16", x)
-        if change <= FLOAT16_LOGIT_TOLERANCE:
-            return stored, "float16"
-    stored, _ = _store(model, build, path, "float32", x)
-    return stored, "float32"
-
-
-def _store(
-    model: "keras.Model", build: Callable[[], "keras.Model"], path: str, dtype: str, x: np.ndarray
-) -> tuple["keras.Model", float]:
-    """Saves ``model``'s weights as ``dtype`` and loads them into ``build()`` as ``load_model``
-    does; returns that model and the largest logit change the round trip caused on ``x``."""
-    save_weights(model, path, dtype)
-    stored = build()
-    stored.load_weights(path)
-    before, after = (m.predict(x, batch_size=100, verbose=0) for m in (model, stored))
-    return stored, float(np.max(np.abs(before - after)))

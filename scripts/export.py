@@ -1,37 +1,8 @@
-"""Export a zoo model or a .keras file as a SavedModel for TensorFlow Serving.
+"""Export a model as a SavedModel for TensorFlow Serving: `metaadv-export` as a script; the code is metaadv_tf/cli/export.py.
 
-    python scripts/export.py --model=resnet18_mat --export_dir=exports/resnet18_mat/1
-
-Signatures: ``serving_default`` (float32 ``images`` in [0, 1]) and ``serving_uint8`` (uint8
-``images`` in 0-255), both returning ``logits``, ``probabilities`` and ``classes``. TensorFlow
-Serving expects numbered version directories: export to ``<base>/<version>``.
+    python scripts/export.py --help
 """
-from __future__ import annotations
-
-import os
-from collections.abc import Sequence
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-
-from metaadv_tf import flag_utils  # noqa: E402
-
-_MODEL = flags.DEFINE_string("model", None, "A zoo model name or a .keras file.", required=True)
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "SavedModel directory to write.", required=True)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
-
-
-def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from metaadv_tf.export import export_saved_model
-    from metaadv_tf.zoo import resolve_model
-
-    path = flag_utils.exit_on_error(lambda: export_saved_model(
-        resolve_model(_MODEL.value), _EXPORT_DIR.value, overwrite=_OVERWRITE.value))
-    print(f"Exported {_MODEL.value} -> {path} (signatures: serving_default, serving_uint8)")
-
+from metaadv_tf.cli.export import main
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

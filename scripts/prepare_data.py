@@ -5,12 +5,13 @@ internet needed); other datasets are downloaded by tensorflow-datasets.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
@@ -38,4 +39,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

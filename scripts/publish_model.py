@@ -3,22 +3,26 @@
     python scripts/publish_model.py --workdir=runs/resnet18_mat --name=resnet18_mat
 
 Writes ``zoo/<name>.weights.h5`` (float16 when that moves no logit by more than 1e-3, else
-float32) and ``zoo/<name>.json``, whose metrics come from the standard protocol on the first
-``--num_examples`` test images. ``python scripts/evaluate.py --model=<name>`` reproduces them.
-``--checkpoint=best`` publishes the run's best validation checkpoint (``best.weights.h5``, from
-training with ``--validation_examples``) instead of its final weights.
-Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish elsewhere.
+float32) and the card ``metaadv_tf/cards/<name>.json``, whose metrics come from the standard
+protocol on the first ``--num_examples`` test images; ``python scripts/evaluate.py --model=<name>``
+reproduces them. Then it prints the files to upload: installed copies of the package download
+weights from the zoo's release (``metaadv_tf.zoo.DEFAULT_ZOO_URL``), and the card ships with the
+next release of the package. Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish both files to
+another directory. ``--checkpoint=best`` publishes the run's best validation checkpoint
+(``best.weights.h5``, from training with ``--validation_examples``) instead of its final weights.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
 
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf import flag_utils, zoo  # noqa: E402
+from metaadv_tf import flag_utils, publish, zoo  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a finished training run.", required=True)
 _NAME = flags.DEFINE_string("name", None, "Zoo name of the model, e.g. resnet18_mat.", required=True)
@@ -33,11 +37,13 @@ _THREAT_MODEL = flags.DEFINE_string(
 )
 _EPS = flags.DEFINE_float("eps", None, "Card eps; give it with --threat_model.")
 _CHECKPOINT = flags.DEFINE_enum(
-    "checkpoint", "final", list(zoo.PUBLISHED_CHECKPOINTS),
+    "checkpoint", "final", list(publish.PUBLISHED_CHECKPOINTS),
     "final: the run's last weights; best: its best validation checkpoint (best.weights.h5).",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing entry of that name.")
-_ZOO_DIR = flags.DEFINE_string("zoo_dir", None, f"Zoo directory (default: ${zoo.ZOO_DIR_ENV} or zoo/).")
+_ZOO_DIR = flags.DEFINE_string(
+    "zoo_dir", None, f"Directory for card and weights (default: ${zoo.ZOO_DIR_ENV}, else the checkout)."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data directory (default: $METAADV_DATA_DIR).")
 
 
@@ -47,16 +53,19 @@ def main(argv: Sequence[str]) -> None:
     if (_THREAT_MODEL.value is None) != (_EPS.value is None):
         raise app.UsageError("Give --threat_model and --eps together, or neither.")
     threat_model = (_THREAT_MODEL.value, _EPS.value) if _THREAT_MODEL.value else None
-    card = flag_utils.exit_on_error(lambda: zoo.publish(
+    card = flag_utils.exit_on_error(lambda: publish.publish(
         _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
         float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
         overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
         checkpoint=_CHECKPOINT.value,
     ))
-    path = os.path.join(zoo.zoo_dir(_ZOO_DIR.value), f"{card.name}.json")
-    print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {path}")
+    card_path, weights_path = publish.destinations(card.name, _ZOO_DIR.value)
+    print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {card_path}")
     print(f"clean {card.metrics['clean_accuracy']:.4f}, worst case {card.metrics['worst_case_accuracy']:.4f}")
+    print(f"Files to upload to the zoo's download location ({zoo.DEFAULT_ZOO_URL}):\n  {weights_path}")
+    if os.path.dirname(card_path) == zoo.PACKAGE_CARDS_DIR:
+        print(f"Files to commit (cards ship in the package):\n  {card_path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    runner.run(main)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for metaadv_tf (idempotent): Debian's Fashion-MNIST package where apt
-# exists, a virtualenv in .venv with the package and its test extra, and the offline dataset.
-# Set METAADV_PYTHON to use an existing interpreter/environment instead of .venv.
+# exists, a virtualenv in .venv with the package (editable) and its extras, and the offline dataset.
+# Set METAADV_PYTHON to use an existing interpreter/environment instead of .venv, and
+# METAADV_EXTRAS to pick other extras than cpu,test (e.g. gpu,test: the TensorFlow build for GPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,5 @@ if [ -z "$PYTHON" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   PYTHON=.venv/bin/python
 fi
-"$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[${METAADV_EXTRAS:-cpu,test}]"
 TF_CPP_MIN_LOG_LEVEL=2 "$PYTHON" scripts/prepare_data.py --dataset=fashion_mnist

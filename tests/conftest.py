@@ -1,11 +1,14 @@
 """Shared fixtures, and ``--runslow``: tests marked ``slow`` (see pytest.ini) are skipped without it."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import keras
 import numpy as np
 import pytest
 
 TRAIN_EXAMPLES = 4000
+UNREACHABLE_URL = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections are refused
 TEST_EXAMPLES = 200
 
 
@@ -20,6 +23,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Zoo weights missing locally never come from ~/.keras or the internet during the tests:
+    an empty cache and an unreachable download URL (scripts run by the tests inherit both)."""
+    from metaadv_tf import zoo
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(zoo.CACHE_ENV, str(tmp_path_factory.mktemp("weights_cache")))
+        patch.setenv(zoo.ZOO_URL_ENV, UNREACHABLE_URL)
+        yield
 
 
 @pytest.fixture(scope="session")

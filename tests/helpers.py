@@ -1,10 +1,13 @@
 """Helpers shared by the test modules (import as ``from helpers import ...``; tests/ is on sys.path)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from metaadv_tf import zoo
 from metaadv_tf.training import TrainConfig, train
@@ -52,3 +55,23 @@ def train_tiny_run(workdir: Path) -> None:
         epochs=None, batch_size=32, learning_rate=0.01, checkpoint_every=10, log_every=10,
     )
     train(config, str(workdir), progress=False)
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """Serves ``directory`` with ``python -m http.server`` on 127.0.0.1 and yields its URL.
+
+    The server binds port 0, so the system picks a free port; its start-up line names it.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+         "--directory", str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        started = re.search(r" port (\d+) ", process.stdout.readline())
+        assert started, "http.server did not start"
+        yield f"http://127.0.0.1:{started[1]}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

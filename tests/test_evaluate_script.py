@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -60,3 +61,18 @@ def test_bad_flag_exits_1_with_one_line(model_path, flag, message):
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+LOG_LINE = re.compile(r"^(?:[IWEF]\d{4} |(?:INFO|WARNING|ERROR)[:\s])", re.MULTILINE)
+
+
+def test_output_has_no_log_lines_unless_verbosity_is_given(model_path):
+    # six attacks traced: TensorFlow called that "retracing" after five, when they shared one step function
+    flags = (f"--model={model_path}", "--attacks=fgsm,pgd_linf(steps=2),bim(steps=2),mim(steps=2),"
+             "pgd_l2(steps=2),spsa(steps=1,num_samples=2)", "--num_examples=20", "--batch_size=10")
+    quiet = run_evaluate(*flags)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not LOG_LINE.search(quiet.stderr), quiet.stderr
+    verbose = run_evaluate(*flags, "--verbosity=0")
+    assert verbose.returncode == 0, verbose.stderr
+    assert re.search(r"^I\d{4} .* dataset_info\.py:\d+\] Load dataset info", verbose.stderr, re.MULTILINE)

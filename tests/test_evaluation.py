@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -246,3 +247,13 @@ def test_unreadable_cache_is_set_aside(tmp_path, caplog):
     cache.put("clean", np.array([True, False]), 1.5)
     flags, seconds = EvaluationCache(str(path), "k").get("clean", 2)
     assert flags.tolist() == [True, False] and seconds == 1.5
+
+
+def test_one_trace_per_attack_is_not_reported_as_retracing(caplog):
+    # TensorFlow warns when five traces fall in ten calls of functions sharing one code object
+    attacks = [get_attack(name, steps=1) for name in ("pgd_linf", "bim", "mim", "pgd_l2", "cw_l2", "spsa")]
+    model = SmallCNN(input_shape=(28, 28, 1), num_classes=10, width=4)
+    x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        evaluate(model, x, np.zeros(4, np.int64), attacks, batch_size=2)
+    assert "retracing" not in caplog.text and "AutoGraph could not transform" not in caplog.text

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from metaadv_tf import zoo
+from metaadv_tf import publish
 from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+
+EXPERIMENTS = "scripts/experiments"
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +17,7 @@ def tiny_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     for name in ("tiny_a", "tiny_b"):
         train_tiny_run(root / name)
-        zoo.publish(str(root / name), name, attacks="fgsm,mim(steps=2)", num_examples=20,
+        publish.publish(str(root / name), name, attacks="fgsm,mim(steps=2)", num_examples=20,
                     directory=str(root / "zoo"))
     return root / "zoo"
 
@@ -23,7 +25,8 @@ def tiny_zoo(tmp_path_factory):
 def test_ablation_script(tmp_path):
     output = tmp_path / "ablation.md"
     result = run_script("ablation.py", "--steps=1", "--eval_examples=10", "--variants=basic,all",
-                        "--unseen_attacks=mim(steps=2)", f"--workdir={tmp_path}", f"--output={output}")
+                        "--unseen_attacks=mim(steps=2)", f"--workdir={tmp_path}", f"--output={output}",
+                        folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "ablation.json").read_text())
     assert [row["variant"] for row in rows] == ["basic", "all"]
@@ -32,8 +35,8 @@ def test_ablation_script(tmp_path):
 
 def test_leave_one_out_script(tmp_path):
     output = tmp_path / "loo.md"
-    result = run_script("leave_one_out.py", "--families=fgsm,mim(steps=2)", "--steps=1",
-                        "--eval_examples=10", f"--workdir={tmp_path}", f"--output={output}")
+    result = run_script("leave_one_out.py", "--families=fgsm,mim(steps=2)", "--steps=1", "--eval_examples=10",
+                        f"--workdir={tmp_path}", f"--output={output}", folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     records = json.loads((tmp_path / "loo.json").read_text())
     assert {(r["held_out"], r["method"]) for r in records} == {
@@ -44,26 +47,27 @@ def test_leave_one_out_script(tmp_path):
 def test_few_shot_script_and_comparison(tiny_zoo, tmp_path):
     output = tmp_path / "few.md"
     result = run_script("few_shot.py", "--models=tiny_a,tiny_b", "--attack=mim(steps=2)", "--shots=4,8",
-                        "--target_k=8", "--steps=1", "--eval_examples=10", f"--output={output}", zoo_dir=tiny_zoo)
+                        "--target_k=8", "--steps=1", "--eval_examples=10", f"--output={output}", zoo_dir=tiny_zoo,
+                        folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     curves = json.loads((tmp_path / "few.json").read_text())
     assert set(curves) == {"tiny_a", "tiny_b"} and list(curves["tiny_a"]) == ["0", "4", "8"]
     assert (tmp_path / "few.png").read_bytes()[:4] == b"\x89PNG"
     assert "Gain at k=8: tiny_a" in output.read_text()
     result = run_script("compare_models.py", "--candidate=tiny_a", "--baselines=tiny_b",
-                        "--pgd_at=tiny_b", zoo_dir=tiny_zoo)
+                        "--pgd_at=tiny_b", zoo_dir=tiny_zoo, folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| tiny_a | standard | 20 |" in result.stdout and "target >= +5" in result.stdout
 
 
 def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
     output = tmp_path / "throughput.md"
-    result = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=pgd_at,mat,mat+pool+inner2",
-                        "--steps=1", f"--output={output}")
+    result = run_script("throughput.py", "--models=cnn", "--methods=pgd_at,mat,mat+pool+inner2",
+                        "--steps=1", f"--output={output}", folder="benchmarks")
     assert result.returncode == 0, result.stderr[-2000:]
     table = output.read_text()
     assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool+inner2 |" in table
-    bad = run_script("../benchmarks/throughput.py", "--models=cnn", "--methods=mat+fast", "--steps=1")
+    bad = run_script("throughput.py", "--models=cnn", "--methods=mat+fast", "--steps=1", folder="benchmarks")
     assert bad.returncode == 1 and "Unknown option +fast" in bad.stderr
 
 
@@ -74,11 +78,12 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
                        epochs=None, meta=MetaConfig(num_tasks=2, support_size=8, query_size=8),
                        train_attacks="fgsm,pgd_linf(steps=2)", checkpoint_every=1)
     train(base, str(tmp_path / "base"), progress=False)
-    zoo.publish(str(tmp_path / "base"), "tiny_mat", num_examples=4, directory=str(tmp_path / "zoo"))
+    publish.publish(str(tmp_path / "base"), "tiny_mat", num_examples=4, directory=str(tmp_path / "zoo"))
     output = tmp_path / "recipes.md"
     arguments = ["--base=tiny_mat", "--reference=tiny_mat", "--recipes=longer_inner", f"--output={output}",
                  f"--workdir={tmp_path / 'runs'}"]
-    result = run_script("recipe_search.py", *arguments, "--eval_examples=4", zoo_dir=tmp_path / "zoo")
+    result = run_script("recipe_search.py", *arguments, "--eval_examples=4", zoo_dir=tmp_path / "zoo",
+                        folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "recipes.json").read_text())
     assert [row["recipe"] for row in rows] == ["tiny_mat (zoo)", "longer_inner"]
@@ -88,11 +93,12 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     assert "- `longer_inner`: 3 inner SGD steps" in text and "`stronger_tasks`" not in text  # only recipes run
     result = run_script("recipe_search.py", *arguments[:2], "--recipes=baseline_max", "--seed=3",
                         "--eval_examples=4", f"--output={output}", f"--workdir={tmp_path / 'runs'}",
-                        zoo_dir=tmp_path / "zoo")
+                        zoo_dir=tmp_path / "zoo", folder=EXPERIMENTS)
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads((tmp_path / "recipes.json").read_text())[1]
     assert row["recipe"] == "baseline_max_seed3" and (row["config"]["seed"], row["config"]["method"]) == (3, "max")
     assert (tmp_path / "runs" / "baseline_max_seed3" / "config.json").exists()
     assert "seed 3)" in output.read_text()
-    result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo")
+    result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo",
+                        folder=EXPERIMENTS)
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metaadv_tf import data, zoo
+from metaadv_tf import data, publish, zoo
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.finetune import finetune
 from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
@@ -21,7 +21,7 @@ ATTACK = "mim(eps=0.02,steps=2)"
 def tiny_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     train_tiny_run(root / "run")
-    zoo.publish(str(root / "run"), TINY, attacks=ATTACK, num_examples=20, directory=str(root / "zoo"))
+    publish.publish(str(root / "run"), TINY, attacks=ATTACK, num_examples=20, directory=str(root / "zoo"))
     return root / "zoo"
 
 

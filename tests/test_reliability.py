@@ -53,7 +53,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metaadv_tf import zoo
+from metaadv_tf import publish, zoo
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.evaluation import evaluate
 from metaadv_tf.export import export_saved_model
@@ -385,7 +385,7 @@ def script_failures(trained_run, failures_dir) -> dict[str, subprocess.Completed
 
     calls = {case: ((script, *(fill(flag, case) for flag in flags)), {"zoo_dir": zoos[zoo_key]})
              for case, script, flags, zoo_key, _ in SCRIPT_FAILURES}
-    calls["damaged_checkpoint"] = (("train.py", *shlex.split(zoo.train_command(config, str(damaged)))[2:]),
+    calls["damaged_checkpoint"] = (("train.py", *shlex.split(publish.train_command(config, str(damaged)))[2:]),
                                    {"zoo_dir": zoos["zoo"]})
     calls["stray_argument"] = (("train.py", f"--workdir={root / 'stray'}", "steps=5"),
                                {"zoo_dir": zoos["zoo"]})

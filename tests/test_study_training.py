@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metaadv_tf import zoo
+from metaadv_tf import publish, zoo
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import get_attack
 from metaadv_tf.data import load_arrays
@@ -287,7 +287,7 @@ def test_publish_best_checkpoint(tmp_path):
     run = tmp_path / "run"
     Trainer(validation_config(steps=4), str(run)).train(progress=False)
     best = max(read_records(run), key=lambda r: r["union"])
-    card = zoo.publish(str(run), "tiny_best", attacks="fgsm", num_examples=8, float16=False,
+    card = publish.publish(str(run), "tiny_best", attacks="fgsm", num_examples=8, float16=False,
                        directory=str(tmp_path / "zoo"), checkpoint="best")
     assert card.train_steps == best["step"] and f"step {best['step']} of 4" in card.notes
     published = zoo.load_model("tiny_best", directory=str(tmp_path / "zoo"))
@@ -298,7 +298,7 @@ def test_publish_best_checkpoint(tmp_path):
     plain = tmp_path / "plain"
     Trainer(study_config("standard", steps=1), str(plain)).train(progress=False)
     with pytest.raises(FileNotFoundError, match="no best validation checkpoint"):
-        zoo.publish(str(plain), "tiny_plain", directory=str(tmp_path / "zoo"), checkpoint="best")
+        publish.publish(str(plain), "tiny_plain", directory=str(tmp_path / "zoo"), checkpoint="best")
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_train_command_rebuilds_a_study_config():
         validation_examples=64, val_attacks="fgsm,pgd_l2(steps=2)",
         meta=MetaConfig(task_weights=(1.0, 2.0, 1.0, 1.0)),
     )
-    arguments = shlex.split(zoo.train_command(config, "runs/x"))[2:-1]  # no python, script, --workdir
+    arguments = shlex.split(publish.train_command(config, "runs/x"))[2:-1]  # no python, script, --workdir
     flags.FLAGS(["train.py", *arguments])
     try:
         assert flag_utils.train_config_from_flags() == config

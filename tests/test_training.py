@@ -56,6 +56,13 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_resumed_run_says_so(tmp_path, capsys):
+    Trainer(tiny_config("standard", steps=2), str(tmp_path)).train()
+    assert "Resumed" not in capsys.readouterr().err
+    Trainer(tiny_config("standard", steps=3), str(tmp_path)).train()
+    assert f"Resumed from step 2 of 3 in {tmp_path}\n" in capsys.readouterr().err
+
+
 # Attacks without a random start. PGD's random start (``pgd_linf``'s default) draws from TensorFlow's
 # global random stream, whose position checkpoints do not hold: a resumed run restarts it from
 # ``seed``, so its random starts differ from an uninterrupted run's (see metaadv_tf.training.loop).

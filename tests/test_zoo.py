@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from metaadv_tf import data, zoo
+from metaadv_tf import data, publish, zoo
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.training import TrainConfig
 from helpers import ROOT, run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
@@ -102,6 +102,8 @@ def tiny_zoo(run_dir) -> Path:
     )
     assert result.returncode == 0, result.stderr
     assert f"Published {TINY} (float16 weights" in result.stdout
+    upload = f"download location ({zoo.DEFAULT_ZOO_URL}):\n  {directory}/{TINY}.weights.h5"
+    assert upload in result.stdout and "Files to commit" not in result.stdout  # the card is not the package's
     return directory
 
 
@@ -168,18 +170,29 @@ def test_float16_weights_load_exactly_and_keep_logits(tiny_zoo, run_dir):
         np.testing.assert_array_equal(np.asarray(reference).astype(np.float16).astype(np.float32), value)
     x, _ = data.load_arrays("fashion_mnist", "test", TINY_EXAMPLES)
     change = np.abs(full.predict(x, verbose=0) - loaded.predict(x, verbose=0))
-    assert np.max(change) < zoo.FLOAT16_LOGIT_TOLERANCE
+    assert np.max(change) < publish.FLOAT16_LOGIT_TOLERANCE
 
 
 def test_float32_is_kept_when_float16_moves_logits_too_much(run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo, "FLOAT16_LOGIT_TOLERANCE", 0.0)
-    card = zoo.publish(
+    monkeypatch.setattr(publish, "FLOAT16_LOGIT_TOLERANCE", 0.0)
+    card = publish.publish(
         str(run_dir), "strict", attacks="fgsm(eps=0.02)", num_examples=10, directory=str(tmp_path)
     )
     assert card.weights_dtype == "float32"
     assert_card_consistent(card, str(tmp_path))
     with pytest.raises(FileExistsError, match="exists"):
-        zoo.publish(str(run_dir), "strict", directory=str(tmp_path))
+        publish.publish(str(run_dir), "strict", directory=str(tmp_path))
+
+
+def test_publishing_writes_into_the_checkout_unless_given_a_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(zoo.ZOO_DIR_ENV, raising=False)
+    assert publish.destinations("new") == (os.path.join(zoo.PACKAGE_CARDS_DIR, "new.json"),
+                                           os.path.join(zoo.CHECKOUT_ZOO_DIR, "new.weights.h5"))
+    assert publish.destinations("new", str(tmp_path)) == (str(tmp_path / "new.json"),
+                                                          str(tmp_path / "new.weights.h5"))
+    monkeypatch.setattr(zoo, "CHECKOUT_ZOO_DIR", str(tmp_path / "site-packages" / "zoo"))  # installed
+    with pytest.raises(ValueError, match=r"writes into a source checkout, but \S+site-packages/zoo does not"):
+        publish.destinations("new")
 
 
 def _flip_a_bit(path: Path) -> None:
@@ -202,7 +215,7 @@ def _lfs_pointer(path: Path) -> None:
         (_flip_a_bit, ValueError, "is corrupted or truncated"),
         (_truncate, ValueError, "is corrupted or truncated"),
         (_lfs_pointer, ValueError, "is a Git LFS pointer"),
-        (Path.unlink, FileNotFoundError, "is missing"),
+        (Path.unlink, FileNotFoundError, "does not exist"),
     ],
     ids=["bit_flip", "truncated", "lfs_pointer", "missing"],
 )
@@ -275,10 +288,10 @@ def test_standard_protocol_round_trips_and_groups_attacks():
 
 def test_threat_model_comes_from_the_training_attacks():
     config = TrainConfig(method="mat", steps=1, epochs=None)
-    assert zoo.training_threat_model(config) == ("Linf", 0.1)
-    assert zoo.training_threat_model(dataclasses.replace(config, method="standard")) == ("none", 0.0)
+    assert publish.training_threat_model(config) == ("Linf", 0.1)
+    assert publish.training_threat_model(dataclasses.replace(config, method="standard")) == ("none", 0.0)
     with pytest.raises(ValueError, match="mix threat models"):
-        zoo.training_threat_model(dataclasses.replace(config, train_attacks="fgsm,pgd_l2"))
+        publish.training_threat_model(dataclasses.replace(config, train_attacks="fgsm,pgd_l2"))
 
 
 def test_evaluate_script_resumes_from_its_cache(tiny_zoo, tmp_path):

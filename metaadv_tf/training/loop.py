@@ -35,6 +35,7 @@ import math
 import os
 import re
 import signal
+import sys
 import time
 from typing import Iterator
 
@@ -175,11 +176,17 @@ class Trainer:
         return f"Checkpoint {latest} is damaged and was not loaded: {problem}. Restore the file, {remedy}."
 
     def train(self, progress: bool = True) -> TrainResult:
-        """Runs (or resumes) the training to ``total_steps``; see the module docstring."""
+        """Runs (or resumes) the training to ``total_steps``; see the module docstring.
+
+        ``progress`` shows a progress bar, and says so on stderr when the run resumed.
+        """
         from tqdm import tqdm
 
         self.restore()
         start_step = int(self.step.numpy())
+        if start_step and progress and self.chief:
+            print(f"Resumed from step {start_step} of {self.total_steps} in {self.workdir}", file=sys.stderr,
+                  flush=True)
         writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if self.chief
                   else tf.summary.create_noop_writer())
         bar = tqdm(total=self.total_steps, initial=start_step, disable=not progress, unit="step",

@@ -1,6 +1,6 @@
 """Ablation of the MAT extensions: the basic loop, each extension alone, and all together.
 
-    python scripts/ablation.py --output=results/ablation.md
+    python scripts/experiments/ablation.py --output=results/ablation.md
 
 Every variant trains the small CNN on Fashion-MNIST with second-order MAT from the same seed for
 the same number of steps (so the same images), then is evaluated on the first test examples:

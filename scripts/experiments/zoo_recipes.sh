@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The recipes of the zoo: `bash scripts/zoo_recipes.sh NAME...` trains each named entry with
+# The recipes of the zoo: `bash scripts/experiments/zoo_recipes.sh NAME...` trains each named entry with
 # scripts/train.py in runs/zoo/NAME (rerun to resume), then publishes it to zoo/ with
 # scripts/publish_model.py (evaluation, golden outputs, sha256, model card).
-# `bash scripts/zoo_recipes.sh --list` lists the names.
+# `bash scripts/experiments/zoo_recipes.sh --list` lists the names.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PYTHON="${METAADV_PYTHON:-.venv/bin/python}"
 export TF_CPP_MIN_LOG_LEVEL=2
 

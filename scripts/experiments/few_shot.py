@@ -1,6 +1,6 @@
 """Few-shot adaptation to an unseen attack: robust accuracy against the number of shots k.
 
-    python scripts/few_shot.py --models=cnn_mat,cnn_pgd_at --attack=pgd_l2 --shots=10,100,1000 \
+    python scripts/experiments/few_shot.py --models=cnn_mat,cnn_pgd_at --attack=pgd_l2 --shots=10,100,1000 \
         --output=results/few_shot.md
 
 Each zoo model is fine-tuned (`metaadv_tf.finetune`) on the adversarial versions of the first k

@@ -1,6 +1,6 @@
 """Search for a better MAT recipe: changes to the cnn_mat zoo recipe, measured with the zoo protocol.
 
-    python scripts/recipe_search.py --output=results/recipe_search.md
+    python scripts/experiments/recipe_search.py --output=results/recipe_search.md
 
 Each recipe changes what the literature suggests trying when MAT falls short on unseen attacks
 (stronger inner attacks, more tasks, longer inner loops, task attention, then combinations with

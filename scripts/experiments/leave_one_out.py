@@ -1,6 +1,6 @@
 """Leave-one-attack-out: train MAT and AVG without one attack family, measure on that family.
 
-    python scripts/leave_one_out.py --output=results/leave_one_out.md
+    python scripts/experiments/leave_one_out.py --output=results/leave_one_out.md
 
 For each family of --families, every method of --methods trains the small CNN on the other
 families (same seed, same number of steps) and is evaluated on the first --eval_examples test

@@ -1,7 +1,7 @@
 """Side-by-side comparison of zoo models from their cards, with the product's targets checked.
 
-    python scripts/compare_models.py                       # every zoo model
-    python scripts/compare_models.py --models=cnn_mat,cnn_pgd_at,cnn_avg,cnn_max,cnn_standard \
+    python scripts/experiments/compare_models.py                       # every zoo model
+    python scripts/experiments/compare_models.py --models=cnn_mat,cnn_pgd_at,cnn_avg,cnn_max,cnn_standard \
         --candidate=cnn_mat --baselines=cnn_pgd_at,cnn_avg,cnn_max --pgd_at=cnn_pgd_at \
         --output=results/comparison_cnn.md
 

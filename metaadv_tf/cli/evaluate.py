@@ -1,0 +1,136 @@
+"""Robust accuracy of a model: `metaadv-evaluate --model model.keras --attacks fgsm,mim`.
+
+Evaluates the first `--num_examples` images of a dataset split under each attack and prints a
+Markdown table (clean, per-attack and worst-case accuracy). `--model` is a `.keras` file or a zoo
+model name; for a zoo model, every flag not given defaults to its card's evaluation protocol
+(dataset, attacks, seen/unseen groups, split, N, batch size, seed), which reproduces the card's
+metrics: `metaadv-evaluate --model=resnet18_mat`. `--output report.json` also writes
+the report as JSON and the table next to it as `report.md`. Attacks are specs such as
+`pgd_linf(eps=0.1,steps=20)`; `--seed` seeds the attacks' randomness (e.g. PGD's random start),
+each attack separately. `--cache=FILE` makes a long evaluation resumable: rerun to continue.
+
+`--protocol=v2` runs protocol v2 instead (AutoAttack for Linf, L2 and L1, the spatial grid, unions
+over the seen and unseen threat models; `metaadv_tf.protocols`): for a zoo model it reproduces the
+card's `evaluations["v2"]`, and `--update_card` writes the result into the card. For a `.keras`
+file, `--seen` names the threat models it was trained on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+from metaadv_tf.cli import runner
+
+runner.import_tensorflow()  # quietly, before the imports below load it
+
+from absl import app, flags  # noqa: E402
+
+from metaadv_tf import data, flag_utils, zoo  # noqa: E402
+
+_MODEL = flags.DEFINE_string(
+    "model", None, "A zoo model name or the path to a .keras model file.", required=True
+)
+_DATASET = flags.DEFINE_string("dataset", "fashion_mnist", f"One of {data.list_datasets()}.")
+_SPLIT = flags.DEFINE_string("split", "test", "Dataset split to evaluate on.")
+_ATTACKS = flags.DEFINE_string(
+    "attacks", "fgsm,pgd_linf,pgd_l2,mim",
+    "Attack specs, e.g. 'fgsm,pgd_linf(eps=0.2,steps=20)' (zoo models: the card's attacks).",
+)
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", 1000, "Evaluate the first N examples (zoo models: the card's N)."
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Examples per attack batch.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "JSON report path; the Markdown table is written next to it (.md)."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
+_CACHE = flags.DEFINE_string(
+    "cache", None, "JSON file keeping finished attacks: rerun the same command to resume."
+)
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "v1", ["v1", "v2"],
+    "v1: the attack list (zoo models: the card's `evaluation`); v2: metaadv_tf.protocols' v2.",
+)
+_SEEN = flags.DEFINE_list(
+    "seen", [], "--protocol=v2 with a .keras file: threat models it was trained on (e.g. Linf,L2)."
+)
+_UPDATE_CARD = flags.DEFINE_bool(
+    "update_card", False, "--protocol=v2 with a zoo model: store the result in its card."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, f"Data directory (default: ${data.DATA_DIR_ENV} or ~/tensorflow_datasets)."
+)
+
+
+def protocol_from_flags(card: zoo.ModelCard | None) -> dict:
+    """The evaluation protocol: the flags given, else the card's protocol, else the flags' defaults.
+
+    Groups (worst case over seen/unseen attacks) come from the card, kept to the attacks evaluated.
+    """
+    base = card.evaluation if card else {"groups": {}}
+
+    def pick(flag: flags.FlagHolder, key: str):
+        return base[key] if key in base and not flag.present else flag.value
+
+    return zoo.evaluation_protocol(
+        pick(_ATTACKS, "attacks"), pick(_NUM_EXAMPLES, "num_examples"), groups=base["groups"],
+        split=pick(_SPLIT, "split"), batch_size=pick(_BATCH_SIZE, "batch_size"), seed=pick(_SEED, "seed"),
+    )
+
+
+def run_protocol() -> None:
+    """Runs ``--protocol`` on the flags' model, prints its table, writes JSON and the card."""
+    from metaadv_tf import protocols
+    from metaadv_tf.io_utils import atomic_write_text
+
+    name, cache = _MODEL.value, _CACHE.value
+    in_zoo = name in zoo.list_models()
+    if _UPDATE_CARD.value and not in_zoo:
+        raise ValueError(f"--update_card needs a zoo model. Received: --model={name}")
+    if _SEEN.present and in_zoo:
+        raise ValueError(f"--seen is for .keras files; zoo model {name!r} takes it from its card.")
+    if in_zoo:
+        record = zoo.evaluate_card(name, _PROTOCOL.value, data_dir=_DATA_DIR.value, cache_path=cache,
+                                   progress=True)
+    else:
+        settings = protocols.get_protocol(_PROTOCOL.value).settings(_SEEN.value)
+        metrics = protocols.run_protocol(zoo.resolve_model(name), _DATASET.value, settings,
+                                         data_dir=_DATA_DIR.value, cache_path=cache, progress=True)
+        record = {"settings": settings, "metrics": metrics}
+    print(protocols.to_table(record))
+    if _OUTPUT.value:
+        atomic_write_text(_OUTPUT.value, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(os.path.splitext(_OUTPUT.value)[0] + ".md", protocols.to_table(record) + "\n")
+    if _UPDATE_CARD.value:
+        zoo.store_evaluation(name, _PROTOCOL.value, record)
+
+
+def run() -> None:
+    """Evaluates the flags' model and attacks, prints the table and writes the reports."""
+    if _PROTOCOL.value != "v1":
+        return run_protocol()
+    card = zoo.get_card(_MODEL.value) if _MODEL.value in zoo.list_models() else None
+    dataset = card.dataset if card and not _DATASET.present else _DATASET.value
+    protocol = protocol_from_flags(card)
+    model = zoo.resolve_model(_MODEL.value)
+    report = zoo.evaluate_protocol(model, dataset, protocol, data_dir=_DATA_DIR.value,
+                                   cache_path=_CACHE.value, progress=True)
+    metadata = {"model": _MODEL.value, "dataset": dataset, **protocol}
+    report = dataclasses.replace(report, metadata=metadata)
+    print(report.to_table())
+    if _OUTPUT.value:
+        report.to_json(_OUTPUT.value)
+        report.to_markdown(os.path.splitext(_OUTPUT.value)[0] + ".md")
+
+
+def _main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    flag_utils.exit_on_error(run)
+
+
+def main() -> None:
+    """Entry point of ``metaadv-evaluate`` and ``scripts/evaluate.py``: parses the flags, then evaluates."""
+    runner.run(_main, [__name__])
