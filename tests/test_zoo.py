@@ -82,6 +82,38 @@ def test_zoo_weights_match_sha256_and_golden_logits(name):
     assert_loads_and_reproduces_golden(name)
 
 
+V2_MODELS = [name for name in zoo.list_models() if "v2" in zoo.get_card(name).evaluations]
+
+
+@pytest.mark.parametrize("name", V2_MODELS)
+def test_v2_results_name_the_protocol_evaluate_runs(name):
+    """A card's v2 settings are exactly what `evaluate.py --protocol=v2` runs for it today, with
+    seen/unseen from its training tasks, and its metrics cover every threat model and group."""
+    from metaadv_tf.protocols import get_protocol
+
+    card = zoo.get_card(name)
+    record = card.evaluations["v2"]
+    assert record["settings"] == get_protocol("v2").settings(zoo.seen_threat_models(card))
+    metrics = record["metrics"]
+    assert set(metrics["robust_accuracy"]) == set(record["settings"]["attacks"])
+    assert set(metrics["union"]) == {"Lp", "all", "seen", "unseen"} - {
+        group for group in ("seen", "unseen") if not record["settings"][group]}
+
+
+@pytest.mark.slow
+def test_evaluate_script_reproduces_a_v2_card(tmp_path):
+    """`scripts/evaluate.py --model=NAME --protocol=v2` gives the card's v2 numbers (~10 min)."""
+    name = V2_MODELS[0]
+    output = tmp_path / "v2.json"
+    result = run_script("evaluate.py", f"--model={name}", "--protocol=v2", f"--output={output}",
+                        timeout=3600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stored = zoo.get_card(name).evaluations["v2"]["metrics"]
+    measured = json.loads(output.read_text())["metrics"]
+    for key in ("clean_accuracy", "robust_accuracy", "union"):
+        assert measured[key] == stored[key]
+
+
 # --- the machinery, on a tiny model published into tmp_path -------------------------------
 
 
