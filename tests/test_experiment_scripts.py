@@ -102,3 +102,20 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     result = run_script("recipe_search.py", *arguments, "--eval_examples=5", zoo_dir=tmp_path / "zoo",
                         folder=EXPERIMENTS)
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr
+
+
+def test_threat_model_study_trains_validates_and_measures_v2(tmp_path):
+    """One tiny run of the study: trained on Linf, L2 and spatial, measured on all four threat
+    models with protocol v2 from its best validation checkpoint."""
+    output = tmp_path / "study.md"
+    result = run_script("threat_models.py", "--task_sets=no_L1", "--methods=sat", "--seeds=1",
+                        "--train_examples=612", "--validation_examples=100", "--epochs=1",
+                        "--eval_every=2", "--eval_examples=8", f"--workdir={tmp_path / 'runs'}",
+                        f"--output={output}", folder=EXPERIMENTS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = json.loads((tmp_path / "study.json").read_text())
+    assert [(r["task_set"], r["method"], r["seed"]) for r in records] == [("no_L1", "sat", 1)]
+    assert records[0]["settings"]["unseen"] == ["L1"] and records[0]["settings"]["num_examples"] == 8
+    assert records[0]["images_seen"] == 4 * 128  # 512 training images, 1 epoch
+    assert (tmp_path / "runs" / "no_L1" / "sat_seed1" / "best.weights.h5").exists()
+    assert "| no_L1 | L1 | sat | 1 |" in output.read_text()
