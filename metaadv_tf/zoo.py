@@ -36,7 +36,7 @@ import numpy as np
 
 from metaadv_tf import downloads
 from metaadv_tf.downloads import sha256_file
-from metaadv_tf.io_utils import atomic_save
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.registry import Registry, check_choice, unknown_name_message
 
 if TYPE_CHECKING:

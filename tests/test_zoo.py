@@ -145,6 +145,23 @@ def zoo_copy(tiny_zoo, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_zoo, tmp_path / "zoo"))
 
 
+def test_v2_results_are_stored_in_the_card(zoo_copy, monkeypatch):
+    """What `evaluate.py --protocol=v2 --update_card` does: the record is written into the card."""
+    from metaadv_tf import protocols
+
+    cheap = dataclasses.replace(
+        protocols.get_protocol("v2"), num_examples=6, clean_examples=12, batch_size=6,
+        attacks={"Linf": "autoattack(steps=2, target_classes=1, queries=5)", "spatial": "spatial(angles=1, shifts=2)"},
+        unions={"all": ["Linf", "spatial"]})
+    monkeypatch.setitem(protocols.PROTOCOLS._items, "v2", cheap)
+    record = zoo.evaluate_card(TINY, "v2", directory=str(zoo_copy))
+    card = zoo.store_evaluation(TINY, "v2", record, directory=str(zoo_copy))
+    zoo.clear_cache()
+    stored = zoo.get_card(TINY, directory=str(zoo_copy))
+    assert stored.evaluations == card.evaluations == {"v2": record}
+    assert stored.evaluations["v2"]["settings"]["seen"] == []  # the tiny entry trained without attacks
+
+
 def test_published_entry_passes_the_zoo_checks(tiny_zoo):
     assert zoo.list_models(directory=str(tiny_zoo)) == [TINY]
     assert_card_consistent(zoo.get_card(TINY, directory=str(tiny_zoo)), str(tiny_zoo))
