@@ -104,8 +104,9 @@ def evaluate(
 
     ``model`` is a Keras model (called with ``training=False``) or any callable returning logits.
     ``attacks`` are Attack objects, names or specs (``"pgd_linf(steps=5)"``); a name used twice is
-    labelled ``name(eps=...)``. A mapping labels its attacks itself (``{"Linf": attack, ...}``). ``groups`` maps a group name to attack labels or names, and adds
-    the worst-case accuracy over each group. Each attack runs under ``tf.function``, traced once;
+    labelled ``name(eps=...)``. A mapping labels its attacks itself (``{"Linf": attack, ...}``).
+    ``groups`` maps a group name to attack labels or names, and adds the worst-case accuracy over
+    each group. Each attack runs under ``tf.function``, traced once;
     ``progress`` shows a tqdm bar per attack. ``seed`` reseeds the random number generators
     before each attack, so an attack's result does not depend on the others in the list.
     ``cache`` keeps each finished attack's results: a rerun after an interruption skips them.
