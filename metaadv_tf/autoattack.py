@@ -19,7 +19,10 @@ def autoattack(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
     restarts: int, target_classes: int, queries: int, seed: int,
 ) -> tf.Tensor:
-    """Adversarial examples from the AutoAttack stages, each run on the still-robust examples."""
+    """Adversarial examples from the AutoAttack stages, each run on the still-robust examples.
+
+    ``queries`` is Square's budget; it is unused for L1, which has no Square stage.
+    """
     x_adv = x
     robust = _correct(model_fn, x, y)
     for stage in stages(norm, eps, steps, restarts, target_classes, queries, seed):
