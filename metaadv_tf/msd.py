@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from metaadv_tf.attacks import Attack, ModelFn
-from metaadv_tf.projections import lp_norm, project
+from metaadv_tf.projections import lp_norm, per_example, project
 from metaadv_tf.slide import project_l1, sparse_l1_direction
 
 STEP_ATTACKS = ("pgd_linf", "pgd_l2", "pgd_l1", "bim")  # attacks whose step MSD can take
@@ -89,7 +89,7 @@ def ascent_step(attack: Attack, x: tf.Tensor, x_adv: tf.Tensor, grad: tf.Tensor)
     if attack.norm == np.inf:
         direction = tf.sign(grad)
     else:
-        direction = grad / tf.reshape(tf.maximum(lp_norm(grad, 2), _TINY), [-1, 1, 1, 1])
+        direction = grad / per_example(tf.maximum(lp_norm(grad, 2), _TINY), grad)
     return project(x, x_adv + step_size * direction, attack.norm, eps)
 
 
