@@ -1,15 +1,21 @@
-"""Images per second of every training method, measured in one run, relative to PGD-7 AT.
+"""Images per second of every training method or zoo recipe, measured in one run, relative to PGD-7 AT.
 
     python benchmarks/throughput.py --models=cnn,resnet18 --output=results/throughput.md
+    python benchmarks/throughput.py --recipe=cnn_mat_inner3,cnn_max --output=results/throughput_recipes.md
 
 Each method gets the same images per step (128: batch 128, or 2 tasks x (32 support + 32 query)).
 A step's time includes making its adversarial examples. ``mat+pool`` is second-order MAT drawing
 from per-task pools refreshed every 10 steps, timed over whole refresh periods; ``mat+inner3``
-takes 3 inner steps instead of 1. Numbers on a shared 2-core machine vary by ±30 %: compare
-methods within one run.
+takes 3 inner steps instead of 1. ``--recipe=NAME`` instead times the step of zoo model NAME's
+training recipe (its card's ``train_config``: model, batch, method, attacks, meta settings;
+``--models``, ``--methods``, ``--train_attacks`` and ``--jit_compile`` do not apply) beside
+``pgd_at`` with 7 steps on the same model and batch size (timed once for recipes that share it).
+Numbers on a shared 2-core machine vary by ±30 %: compare methods within one run.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -19,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from metaadv_tf import zoo  # noqa: E402
+from metaadv_tf.flag_utils import exit_on_error  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer  # noqa: E402
 
@@ -28,12 +36,15 @@ flags.DEFINE_list("models", ["cnn", "resnet18"], "Architectures to measure.")
 # and e.g. --train_attacks="pgd_linf(steps=3),pgd_l2(steps=3)"
 flags.DEFINE_list("methods", [*(m for m in METHODS if m != "msd"), "mat+pool", "mat+inner3"],
                   "Methods to measure; a meta method may add +pool (adversarial pools) and +innerN (N inner steps).")
-flags.DEFINE_integer("steps", 10, "Timed steps per method (after one warm-up step).")
+flags.DEFINE_list("recipe", None, "Zoo models whose training recipe (card train_config) to time beside PGD-7 AT on"
+                  " the same model and batch size, instead of --models and --methods.")
+flags.DEFINE_integer("steps", 10, "Timed steps per method or recipe (after one warm-up step).")
 flags.DEFINE_string("train_attacks", "fgsm,pgd_linf(steps=3)", "Tasks of the multi-attack methods.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
 flags.DEFINE_string("output", None, "Write the table (Markdown) here too.")
 
 POOL_REFRESH = 10
+TIMED_STEPS = 10**6  # the timed configs' run length: longer than any timing
 
 
 def benchmark_config(model: str, method: str) -> TrainConfig:
@@ -47,8 +58,40 @@ def benchmark_config(model: str, method: str) -> TrainConfig:
             meta["inner_steps"] = int(option[len("inner"):])
         else:
             raise app.UsageError(f"Unknown option +{option} in method {method!r}; expected +pool or +innerN.")
-    return TrainConfig(method=base, model=model, batch_size=128, train_attacks=FLAGS.train_attacks,
-                       steps=10**6, epochs=None, meta=MetaConfig(**meta), jit_compile=FLAGS.jit_compile)
+    return timed(TrainConfig(method=base, model=model, batch_size=128, train_attacks=FLAGS.train_attacks,
+                             meta=MetaConfig(**meta), jit_compile=FLAGS.jit_compile))
+
+
+def timed(config: TrainConfig) -> TrainConfig:
+    """``config`` with a long run and no validation or evaluation: nothing but its step to time."""
+    return dataclasses.replace(config, steps=TIMED_STEPS, epochs=None, validation_examples=0, val_attacks=None,
+                               eval_every=0)
+
+
+def recipe_config(name: str) -> TrainConfig:
+    """Zoo model ``name``'s training config, timed; an unknown name raises the zoo's ValueError."""
+    return timed(TrainConfig.from_json(json.dumps(zoo.get_card(name).train_config)))
+
+
+def pgd_at_config(recipe: TrainConfig) -> TrainConfig:
+    """PGD-7 AT on ``recipe``'s model, data and batch size."""
+    return dataclasses.replace(recipe, method="pgd_at", pgd_steps=7, meta=MetaConfig())
+
+
+def method_groups() -> list[tuple[str, dict[str, TrainConfig]]]:
+    """Per ``--models`` entry, the ``--methods`` configs by name."""
+    return [(model, {method: benchmark_config(model, method) for method in FLAGS.methods})
+            for model in FLAGS.models]
+
+
+def recipe_groups(names: list[str]) -> list[tuple[str, dict[str, TrainConfig]]]:
+    """The recipes by name, each beside its pgd_at (timed once for recipes that share it)."""
+    groups: dict[str, tuple[str, dict[str, TrainConfig]]] = {}
+    for name in names:
+        recipe = recipe_config(name)
+        baseline = pgd_at_config(recipe)
+        groups.setdefault(baseline.to_json(), (recipe.model, {"pgd_at": baseline}))[1][name] = recipe
+    return list(groups.values())
 
 
 def images_per_second(config: TrainConfig, steps: int) -> float:
@@ -56,11 +99,12 @@ def images_per_second(config: TrainConfig, steps: int) -> float:
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(config, workdir)
         batches = trainer.batches()
-        warmup = POOL_REFRESH if trainer.pool else 1  # compiles the refresh and the step
+        refresh = config.meta.pool_refresh
+        warmup = refresh if trainer.pool else 1  # compiles the refresh and the step
         for _ in range(warmup):
             trainer.next_step(batches)
         if trainer.pool:
-            steps = max(POOL_REFRESH, steps - steps % POOL_REFRESH)
+            steps = max(refresh, steps - steps % refresh)
         start = time.perf_counter()
         for _ in range(steps):
             metrics = trainer.next_step(batches)
@@ -68,18 +112,23 @@ def images_per_second(config: TrainConfig, steps: int) -> float:
         return steps * config.images_per_step / (time.perf_counter() - start)
 
 
+def table_rows(model: str, configs: dict[str, TrainConfig], steps: int) -> list[str]:
+    """Times each config (printing its rate); its table rows, relative to the ``pgd_at`` entry."""
+    rates = {}
+    for label, config in configs.items():
+        rates[label] = images_per_second(config, steps)
+        print(f"{model:9s} {label:9s} {rates[label]:9.1f} images/s", flush=True)
+    base = rates.get("pgd_at")
+    return [f"| {model} | {label} | {rate:.1f} | {f'{rate / base:.2f}' if base else 'n/a'} |"
+            for label, rate in rates.items()]
+
+
 def main(argv: list[str]) -> None:
     del argv
+    groups = exit_on_error(lambda: recipe_groups(FLAGS.recipe)) if FLAGS.recipe else method_groups()
     rows = ["| model | method | images/s | relative to pgd_at |", "|---|---|---|---|"]
-    for model in FLAGS.models:
-        rates = {}
-        for method in FLAGS.methods:
-            rates[method] = images_per_second(benchmark_config(model, method), FLAGS.steps)
-            print(f"{model:9s} {method:9s} {rates[method]:9.1f} images/s", flush=True)
-        base = rates.get("pgd_at")
-        for method, rate in rates.items():
-            ratio = f"{rate / base:.2f}" if base else "n/a"
-            rows.append(f"| {model} | {method} | {rate:.1f} | {ratio} |")
+    for model, configs in groups:
+        rows += table_rows(model, configs, FLAGS.steps)
     table = "\n".join(rows)
     print(table)
     if FLAGS.output:

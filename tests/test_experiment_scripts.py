@@ -1,11 +1,14 @@
 """One-step end-to-end runs of the experiment and benchmark scripts on tiny configurations."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from metaadv_tf import publish
+from metaadv_tf import publish, zoo
 from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
 EXPERIMENTS = "scripts/experiments"
@@ -69,6 +72,41 @@ def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
     assert "| cnn | pgd_at |" in table and "| 1.00 |" in table and "| cnn | mat+pool+inner2 |" in table
     bad = run_script("throughput.py", "--models=cnn", "--methods=mat+fast", "--steps=1", folder="benchmarks")
     assert bad.returncode == 1 and "Unknown option +fast" in bad.stderr
+
+
+def write_tiny_recipe(directory: Path, name: str, source: str) -> None:
+    """A card ``name`` in ``directory``: zoo card ``source`` with its recipe shrunk to a width-4 CNN,
+    64 images, batch 16 (meta: 2 tasks x (8 + 8)), and a validation the benchmark must drop (holding
+    out 48 images would leave too few for a meta step)."""
+    card = zoo.get_card(source, directory=zoo.PACKAGE_CARDS_DIR)
+    config = {**card.train_config, "model_args": {"width": 4}, "train_examples": 64, "batch_size": 16,
+              "validation_examples": 48, "eval_every": 1,
+              "meta": {**card.train_config["meta"], "support_size": 8, "query_size": 8}}
+    tiny = dataclasses.replace(card, name=name, weights=f"{name}.weights.h5", train_config=config)
+    (directory / f"{name}.json").write_text(tiny.to_json())
+
+
+def test_throughput_benchmark_times_zoo_recipes_beside_pgd_at(tmp_path):
+    for name, source in (("tiny_mat_inner3", "cnn_mat_inner3"), ("tiny_max", "cnn_max")):
+        write_tiny_recipe(tmp_path, name, source)
+    output = tmp_path / "throughput.md"
+    result = run_script("throughput.py", "--recipe=tiny_mat_inner3,tiny_max", "--steps=1", f"--output={output}",
+                        zoo_dir=tmp_path, folder="benchmarks")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row[1]: (float(row[2]), row[3]) for row in re.findall(r"^\| (cnn) \| (\S+) \| ([\d.]+) \| (\S+) \|$",
+                                                                   output.read_text(), re.MULTILINE)}
+    assert list(rows) == ["pgd_at", "tiny_mat_inner3", "tiny_max"]  # one pgd_at row: the recipes share it
+    assert rows["pgd_at"][1] == "1.00"
+    for name in ("tiny_mat_inner3", "tiny_max"):
+        assert float(rows[name][1]) == pytest.approx(rows[name][0] / rows["pgd_at"][0], abs=0.02)
+
+
+def test_throughput_benchmark_names_an_unknown_recipe_and_the_choices():
+    result = run_script("throughput.py", "--recipe=cnn_mat,cnn_mat_inner4", folder="benchmarks",
+                        env={zoo.ZOO_DIR_ENV: zoo.PACKAGE_CARDS_DIR})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Unknown zoo model 'cnn_mat_inner4'. Did you mean 'cnn_mat_inner3'" in result.stderr
+    assert "Expected one of: cnn_avg, " in result.stderr and result.stdout == ""  # nothing timed
 
 
 def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
