@@ -72,12 +72,14 @@ class AttackSpec:
     ``defaults`` holds every setting; ``eps`` None means the default eps of the norm, and
     ``step_size`` None means ``step_scale * eps / steps``. ``norms`` are the norms allowed; an
     attack with no ``norm`` setting belongs to the ``spatial`` threat model and is not projected.
+    ``continues``: the runner takes a ``start`` batch and iterates from it (``Attack.continue_from``).
     """
 
     runner: str
     defaults: Mapping[str, Any]
     norms: tuple[str | int, ...] = ("inf",)
     step_scale: float = 2.5
+    continues: bool = False
 
 
 ATTACKS: Registry[AttackSpec] = Registry("attack")
@@ -85,21 +87,22 @@ ATTACKS.register("fgsm", AttackSpec("cleverhans_compat.fgm", {"eps": None, "norm
 ATTACKS.register(
     "pgd_linf",
     AttackSpec(
-        "cleverhans_compat.pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": True}
+        "cleverhans_compat.pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": True},
+        continues=True,
     ),
 )
 ATTACKS.register(
     "pgd_l2",
     AttackSpec(
         "cleverhans_compat.pgd", {"eps": None, "norm": 2, "steps": 10, "step_size": None, "rand_init": True},
-        norms=(2,),
+        norms=(2,), continues=True,
     ),
 )
 ATTACKS.register(
     "bim",
     AttackSpec(
         "cleverhans_compat.pgd", {"eps": None, "norm": "inf", "steps": 10, "step_size": None, "rand_init": False},
-        norms=("inf", 2),
+        norms=("inf", 2), continues=True,
     ),
 )
 ATTACKS.register(
@@ -148,7 +151,7 @@ ATTACKS.register(
         "slide.pgd_l1",
         {"eps": None, "norm": 1, "steps": 20, "step_size": None, "percentile": 99.0,
          "rand_init": False, "seed": 0},
-        norms=(1,), step_scale=2.5,
+        norms=(1,), step_scale=2.5, continues=True,
     ),
 )
 ATTACKS.register(
@@ -200,7 +203,32 @@ class Attack:
         """``"Linf"``, ``"L2"``, ``"L1"`` or ``"spatial"``."""
         return THREAT_MODELS.get(self.settings.get("norm"), SPATIAL)
 
+    @property
+    def can_continue(self) -> bool:
+        """True when ``continue_from`` works: the attack iterates from a starting batch (PGD, SLIDE)."""
+        return ATTACKS.get(self.name).continues
+
     def __call__(self, model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor | None = None) -> tf.Tensor:
+        return self._run(model_fn, x, y, {})
+
+    def continue_from(self, model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor | None, start: tf.Tensor,
+                      steps: int) -> tf.Tensor:
+        """``steps`` of the attack's iterations (its step size) on ``x``, starting at ``start``
+        (projected into the ball first) instead of the attack's own start: continues an earlier
+        adversarial batch, as ATTA (Zheng et al. 2020) does across epochs.
+
+        Raises ValueError for attacks that cannot (``can_continue`` is False) or ``steps`` < 1.
+        """
+        if not self.can_continue:
+            continuing = ", ".join(name for name in ATTACKS if ATTACKS.get(name).continues)
+            raise ValueError(
+                f"Attack {self.name!r} cannot continue from a start; those that can: {continuing}."
+            )
+        check_positive_int("steps", steps)
+        return self._run(model_fn, x, y, {"steps": steps, "start": tf.convert_to_tensor(start)})
+
+    def _run(self, model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor | None, overrides: dict) -> tf.Tensor:
+        """The runner on float32 ``x`` with the settings and ``overrides``, projected, gradient stopped."""
         x = tf.convert_to_tensor(x)
         if x.dtype != tf.float32:
             raise ValueError(
@@ -211,7 +239,7 @@ class Attack:
             if y is None
             else tf.cast(y, tf.int32)
         )
-        x_adv = _runner(self.name)(model_fn, x, labels, **{**self.settings, "norm": self.norm})
+        x_adv = _runner(self.name)(model_fn, x, labels, **{**self.settings, "norm": self.norm, **overrides})
         if self.norm is not None:
             x_adv = project(x, x_adv, self.norm, self.eps)
         return tf.stop_gradient(x_adv)

@@ -53,13 +53,15 @@ def fgm(model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: floa
 
 def pgd(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
-    step_size: float, rand_init: bool,
+    step_size: float, rand_init: bool, start: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """CleverHans's PGD (Madry et al. 2018) without its ``step_size <= eps`` assertion.
 
     With ``rand_init`` the start is uniform in the ball; without it, this is BIM (Kurakin et al.).
+    A given ``start`` (e.g. an earlier adversarial batch) replaces both.
     """
-    start = x + random_lp_vector(tf.shape(x), norm, eps, dtype=x.dtype) if rand_init else x
+    if start is None:
+        start = x + random_lp_vector(tf.shape(x), norm, eps, dtype=x.dtype) if rand_init else x
     x_adv = project(x, start, norm, eps)
     for _ in range(steps):
         x_adv = project(x, fgm(model_fn, x_adv, y, norm=norm, eps=step_size), norm, eps)

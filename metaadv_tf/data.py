@@ -89,12 +89,14 @@ def load(
     num_examples: int | None = None,
     drop_remainder: bool = False,
     data_dir: str | None = None,
+    with_indices: bool = False,
 ) -> tf.data.Dataset:
     """One epoch of ``name``/``split`` as batches of (float32 images in [0, 1], int32 labels).
 
     ``num_examples`` keeps the first N examples of the split (before shuffling). With
     ``shuffle``, the order depends only on ``(seed, epoch)``: pass the epoch number to get a new
-    order each epoch and the same order again on resume.
+    order each epoch and the same order again on resume. ``with_indices`` adds a third element,
+    the examples' int32 indices in the split.
     """
     info = get_info(name)
     size = _subset_size(info, split, num_examples)
@@ -106,9 +108,10 @@ def load(
         )
     images, labels = _read_split(info, split, num_examples, data_dir)
 
-    def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gather(indices: tf.Tensor) -> tuple[tf.Tensor, ...]:
         batch = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
-        return batch, tf.cast(tf.gather(labels, indices), tf.int32)
+        labelled = (batch, tf.cast(tf.gather(labels, indices), tf.int32))
+        return (*labelled, tf.cast(indices, tf.int32)) if with_indices else labelled
 
     return (
         tf.data.Dataset.from_tensor_slices(_epoch_order(tf.shape(labels)[0], shuffle, seed, epoch))

@@ -1,15 +1,21 @@
 """Shared steps of the experiment scripts (ablation, leave-one-attack-out, few-shot adaptation)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
 import sys
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from metaadv_tf import zoo
-from metaadv_tf.io_utils import atomic_write_text
-from metaadv_tf.training import TrainConfig, Trainer
+import numpy as np
+
+from metaadv_tf import data, zoo
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.training import TrainConfig, Trainer, model_arguments
+
+if TYPE_CHECKING:
+    import keras
 
 
 def train_and_evaluate(
@@ -25,6 +31,14 @@ def train_and_evaluate(
                                    cache_path=os.path.join(workdir, zoo.EVALUATION_CACHE))
     return {"train_seconds": result.train_seconds, "images_seen": result.images_seen,
             "steps": result.steps, "report": report.to_dict()}
+
+
+def load_run_model(config: TrainConfig, weights: str) -> "keras.Model":
+    """The model a run of ``config`` trains, with the weights file ``weights`` loaded."""
+    info = data.get_info(config.dataset)
+    model = zoo.build_architecture(config.model, info.image_shape, info.num_classes, model_arguments(config))
+    model.load_weights(weights)
+    return model
 
 
 def group_table(rows: Sequence[Mapping[str, Any]], name_key: str) -> str:
@@ -52,6 +66,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                       *(percent_row(row) for row in rows)])
 
 
+def mean_std(values: Sequence[float]) -> str:
+    """Mean ± standard deviation (ddof 1; 0 for one value) of accuracies, in %; "-" for none."""
+    if not len(values):
+        return "-"
+    return f"{100 * np.mean(values):.1f} ± {100 * sample_std(values):.1f}"
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """The standard deviation with ddof 1 (0 for a single value)."""
+    return float(np.std(values, ddof=1 if len(values) > 1 else 0))
+
+
 def write_results(output: str, title: str, description: str, table: str, records: Any) -> None:
     """Writes ``output`` (Markdown: title, description, the command that made it, the table) and
     ``records`` as JSON beside it (same name, ``.json``), both atomically; prints the table."""
@@ -64,3 +90,32 @@ def write_results(output: str, title: str, description: str, table: str, records
 def script_command(argv: Sequence[str]) -> str:
     """The command line that ran a script, for the results files."""
     return "python " + shlex.join([os.path.relpath(argv[0]), *argv[1:]])
+
+
+Curve = Mapping[int, Sequence[float]]
+
+
+def plot_curves(panels: Mapping[str, Mapping[str, Curve]], path: str, *, xlabel: str, ylabel: str) -> bool:
+    """Writes a PNG: one panel per title of ``panels``, one line per label, accuracy (%) against k
+    (log scale, k = 0 drawn at 1): the mean of each k's values, with their standard deviation as
+    error bars when there are several. Returns False, writing nothing, without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for axis, (title, curves) in zip(axes[0], panels.items()):
+        for label, curve in curves.items():
+            ks = sorted(curve)
+            axis.errorbar([max(k, 1) for k in ks], [100 * np.mean(curve[k]) for k in ks],
+                          yerr=[100 * sample_std(curve[k]) for k in ks], marker="o", capsize=3, label=label)
+        axis.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    atomic_save(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    plt.close(figure)
+    return True

@@ -45,6 +45,9 @@ def define_train_flags() -> None:
                       "Sampling weight per training attack (meta methods, sat; default uniform).")
     flags.DEFINE_integer("pool_size", m.pool_size, "Adversarial examples pooled per task (0 = off).")
     flags.DEFINE_integer("pool_refresh", m.pool_refresh, "Regenerate the pools every R steps.")
+    flags.DEFINE_integer("memory_steps", m.memory_steps,
+                         "Perturbation memory (mat, fomaml): attack steps per visit continuing each"
+                         " image's last perturbation; 0: attacks start afresh.")
     flags.DEFINE_bool("task_encoding", m.task_encoding, "Condition the model on a task code.")
     flags.DEFINE_bool("meta_batchnorm", m.meta_batchnorm, "Per-task BatchNorm scale and offset.")
     flags.DEFINE_bool("meta_dropout", m.meta_dropout, "Per-task learned multiplicative noise.")
@@ -82,7 +85,7 @@ def train_config_from_flags() -> TrainConfig:
         num_tasks=FLAGS.num_tasks, inner_steps=FLAGS.inner_steps,
         inner_learning_rate=FLAGS.inner_learning_rate, support_size=FLAGS.support_size,
         query_size=FLAGS.query_size, task_weights=weights, pool_size=FLAGS.pool_size,
-        pool_refresh=FLAGS.pool_refresh, task_encoding=FLAGS.task_encoding,
+        pool_refresh=FLAGS.pool_refresh, memory_steps=FLAGS.memory_steps, task_encoding=FLAGS.task_encoding,
         meta_batchnorm=FLAGS.meta_batchnorm, meta_dropout=FLAGS.meta_dropout,
         unknown_task_rate=FLAGS.unknown_task_rate, task_attention=FLAGS.task_attention,
         attention_learning_rate=FLAGS.attention_learning_rate,

@@ -21,16 +21,18 @@ _TINY = 1e-12
 
 def pgd_l1(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
-    step_size: float, percentile: float, rand_init: bool, seed: int,
+    step_size: float, percentile: float, rand_init: bool, seed: int, start: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """``steps`` SLIDE steps on the cross-entropy of labels ``y``; ``norm`` is always 1.
 
     With ``rand_init`` the start is uniform in the L1 ball of radius ``eps`` (clipped to
     [0, 1]), drawn statelessly from ``seed`` and the images (``input_seed``): the same inputs
-    give the same result, and each training batch gets its own draws.
+    give the same result, and each training batch gets its own draws. A given ``start`` (e.g.
+    an earlier adversarial batch) replaces both.
     """
     del norm  # the runner signature passes it; SLIDE is L1 only
-    start = x + random_l1_ball(tf.shape(x), eps, input_seed(seed, x)) if rand_init else x
+    if start is None:
+        start = x + random_l1_ball(tf.shape(x), eps, input_seed(seed, x)) if rand_init else x
 
     def step(i: tf.Tensor, x_adv: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:

@@ -15,7 +15,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from metaadv_tf.meta.functional import Params, adapt, model_fn, task_loss
+from metaadv_tf.meta.functional import ModelFn, Params, adapt, model_fn, task_loss
+from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.tasks import TaskDistribution
 
 
@@ -33,7 +34,8 @@ class TaskBatch:
     """One meta-step's tasks and their clean data (tensors shaped [num_tasks, examples, ...]).
 
     ``codes`` are the task codes the model is conditioned on (a task's index, or the unknown
-    index ``len(tasks)``); they matter only for task-conditioned models.
+    index ``len(tasks)``); they matter only for task-conditioned models. ``support_indices`` and
+    ``query_indices`` are the images' training-set indices (for a perturbation memory), or None.
     """
 
     task_ids: tf.Tensor
@@ -42,6 +44,8 @@ class TaskBatch:
     support_y: tf.Tensor
     query_x: tf.Tensor
     query_y: tf.Tensor
+    support_indices: tf.Tensor | None = None
+    query_indices: tf.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -84,30 +88,43 @@ def maml_task_losses(
     outer_tape: tf.GradientTape,
     adversarial: bool = True,
     conditioning: TaskConditioning | None = None,
+    memory: ContinuedAttacks | None = None,
 ) -> tuple[list[tf.Tensor], list[tf.Tensor], Params]:
     """Per task of ``batch``: query losses of θ'_i and support losses of θ; and the new state.
 
     ``adversarial=False`` takes the support and query batches as already adversarial (pools).
-    Attacks run with the outer tape paused: their outputs are constants to the meta-gradient.
-    The returned state keeps the incoming task code (the model's default stays "unknown").
+    With a ``memory``, attacks continue the images' remembered perturbations (the batch carries
+    their indices). Attacks run with the outer tape paused: their outputs are constants to the
+    meta-gradient. The returned state keeps the incoming task code (the model's default stays
+    "unknown").
     """
+    def attack(i: int, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
+               ) -> tf.Tensor:
+        with outer_tape.stop_recording():
+            if memory is None:
+                return tasks.attack(batch.task_ids[i], target, x, y)
+            return memory.attack(tasks, batch.task_ids[i], target, x, y, indices)
+
     losses, support_losses, original = [], [], list(state)
     for i in range(batch.num_tasks):
         state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
         if adversarial:
-            with outer_tape.stop_recording():
-                support_x = tasks.attack(batch.task_ids[i], model_fn(model, params, state), support_x,
-                                         batch.support_y[i])
+            support_x = attack(i, model_fn(model, params, state), support_x, batch.support_y[i],
+                               _row(batch.support_indices, i))
         fast, state, support_loss = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
             learning_rate=inner.learning_rate, first_order=inner.first_order,
         )
         if adversarial:
-            with outer_tape.stop_recording():
-                query_x = tasks.attack(batch.task_ids[i], model_fn(model, fast, state), query_x,
-                                       batch.query_y[i])
+            query_x = attack(i, model_fn(model, fast, state), query_x, batch.query_y[i],
+                             _row(batch.query_indices, i))
         loss, state = task_loss(model, fast, state, query_x, batch.query_y[i])
         losses.append(loss)
         support_losses.append(support_loss)
     return losses, support_losses, conditioning.keep_code(state, original) if conditioning else state
+
+
+def _row(indices: tf.Tensor | None, i: int) -> tf.Tensor | None:
+    """Row ``i`` of per-task ``indices``, or None."""
+    return None if indices is None else indices[i]

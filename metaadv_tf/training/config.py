@@ -24,6 +24,9 @@ class MetaConfig:
     which also weight ``sat``'s one task per step); each task gets
     ``support_size`` + ``query_size`` clean examples. ``pool_size`` > 0 turns on per-task pools
     of adversarial examples regenerated every ``pool_refresh`` steps instead of attacking every step.
+    ``memory_steps`` > 0 (mat, fomaml) turns on the perturbation memory instead: the tasks' PGD-type
+    attacks run ``memory_steps`` iterations per visit, continuing each image's last perturbation
+    (`metaadv_tf.meta.memory`).
 
     Extensions (each independent): ``task_encoding``, ``meta_batchnorm`` and ``meta_dropout``
     condition the model on the task (`metaadv_tf.models.task_layers`; a task's forward passes use
@@ -42,6 +45,7 @@ class MetaConfig:
     task_weights: tuple[float, ...] | None = None
     pool_size: int = 0
     pool_refresh: int = 10
+    memory_steps: int = 0
     task_encoding: bool = False
     meta_batchnorm: bool = False
     meta_dropout: bool = False
@@ -66,6 +70,12 @@ class MetaConfig:
         if not 0.0 <= self.unknown_task_rate < 1.0:
             raise ValueError(
                 f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
+            )
+        check_positive_int("memory_steps", self.memory_steps, allow_zero=True)
+        if self.memory_steps and self.pool_size:
+            raise ValueError(
+                f"Use a perturbation memory or adversarial pools, not both. Received:"
+                f" memory_steps={self.memory_steps}, pool_size={self.pool_size}"
             )
         if self.pool_size:
             check_positive_int("pool_size", self.pool_size)

@@ -46,10 +46,11 @@ from metaadv_tf import data
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.meta.functional import model_fn
+from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
 from metaadv_tf.training.config import META_METHODS, TrainConfig
-from metaadv_tf.training.methods import MetaMethod, Method, build_method
+from metaadv_tf.training.methods import MamlMethod, MetaMethod, Method, build_method
 from metaadv_tf.training.optimizers import make_optimizer
 from metaadv_tf.training.selection import ValidationLog
 from metaadv_tf.training.strategies import is_chief, make_strategy, reduce_state
@@ -109,6 +110,7 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.method: Method = build_method(self.model, config, self.strategy.num_replicas_in_sync)
         self.pool = self._make_pool()
+        self.memory = self._make_memory()
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.batches_consumed = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
@@ -118,6 +120,7 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, step=self.step,
             batches_consumed=self.batches_consumed, train_seconds=self.train_seconds, sampler=self.sampler,
             **({"pool": self.pool} if self.pool else {}),
+            **({"memory": self.memory} if self.memory else {}),
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
                                                   max_to_keep=CHECKPOINTS_KEPT)
@@ -239,10 +242,13 @@ class Trainer:
         self.step.assign_add(1)
         return metrics
 
-    def _distributed_step(self, x, y, sample=None):
-        """One training step on a (distributed) batch: the step compiled as ``train_step``."""
+    def _distributed_step(self, x, y, indices=None, sample=None):
+        """One training step on a (distributed) batch, with the images' indices when a perturbation
+        memory needs them: the step compiled as ``train_step``."""
         if sample is None:
             sample = self.method.sample_tasks(self.sampler)
+        if indices is not None:
+            sample = {**sample, "indices": indices}
         state, loss, grad_norm, task_losses, task_weights = self.strategy.run(
             self._replica_step, args=(x, y, sample))
         for variable, value in zip(self.model.non_trainable_variables, state):
@@ -260,7 +266,7 @@ class Trainer:
         sample = self.method.sample_tasks(self.sampler)
         per_task = self.config.meta.support_size + self.config.meta.query_size
         x, y = self.pool.sample(self.sampler, sample["tasks"], per_task)
-        return self._distributed_step(x, y, sample)
+        return self._distributed_step(x, y, sample=sample)
 
     def _refresh_pool_eagerly(self, x, y):
         params = [v.value for v in self.model.trainable_variables]
@@ -278,6 +284,20 @@ class Trainer:
             )
         self.method.adversarial = False
         return AdversarialPool(self.method.tasks, self.config.meta.pool_size, self.info.image_shape)
+
+    def _make_memory(self) -> PerturbationMemory | None:
+        steps = self.config.meta.memory_steps
+        if not steps:
+            return None
+        if not isinstance(self.method, MamlMethod) or self.config.strategy != "default":
+            raise ValueError(
+                f"A perturbation memory (memory_steps={steps}) works with the methods mat and"
+                f" fomaml on the default strategy. Received: method={self.config.method!r},"
+                f" strategy={self.config.strategy!r}"
+            )
+        memory = PerturbationMemory(self.train_size, self.info.image_shape)
+        self.method.memory = ContinuedAttacks(memory, steps)
+        return memory
 
     def _replica_step(self, x, y, sample):
         params = [tf.identity(v.value) for v in self.model.trainable_variables]
@@ -300,7 +320,7 @@ class Trainer:
             dataset = data.load(
                 self.config.dataset, "train", batch_size=self.data_batch_size, shuffle=True,
                 seed=self.config.seed, epoch=epoch, num_examples=self.train_size,
-                drop_remainder=True,
+                drop_remainder=True, with_indices=self.memory is not None,
             ).skip(offset)
             order = self._replica_order()
             if order is not None:

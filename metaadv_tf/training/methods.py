@@ -31,6 +31,7 @@ from metaadv_tf.attacks import ModelFn, get_attack
 from metaadv_tf.meta.attention import TaskAttention
 from metaadv_tf.meta.functional import Params, apply, cross_entropy, dense_gradients, model_fn
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
+from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.meta.tasks import TaskDistribution
 from metaadv_tf.models.task_layers import task_code_slot
@@ -49,7 +50,9 @@ class StepResult:
     task_weights: tf.Tensor  # each task's weight in the meta-loss (1/N, or attention's α)
 
 
-Sample = dict  # {"tasks": int32 [N], "codes": int32 [N]}: a step's task ids and task codes
+# {"tasks": int32 [N], "codes": int32 [N]}: a step's task ids and task codes; with a perturbation
+# memory also "indices": the batch images' training-set indices
+Sample = dict
 AttackFn = Callable[[ModelFn, tf.Tensor, tf.Tensor], tf.Tensor]  # an Attack, or MSD
 
 
@@ -158,6 +161,7 @@ class MetaMethod(Method):
         self.query = meta.query_size // num_replicas
         self.inner = InnerLoop(meta.inner_steps, meta.inner_learning_rate, config.method == "fomaml")
         self.adversarial = True  # False when batches come from adversarial pools
+        self.memory: ContinuedAttacks | None = None  # set by the trainer for a perturbation memory
         slot = task_code_slot(model)
         self.conditioning = TaskConditioning(slot, len(tasks)) if slot is not None else None
 
@@ -176,8 +180,12 @@ class MetaMethod(Method):
         per_task = self.support + self.query
         x = tf.reshape(x, [self.num_sampled_tasks, per_task, *x.shape[1:]])
         y = tf.reshape(y, [self.num_sampled_tasks, per_task])
-        return TaskBatch(sample["tasks"], sample["codes"], x[:, : self.support], y[:, : self.support],
-                         x[:, self.support:], y[:, self.support:])
+        batch = TaskBatch(sample["tasks"], sample["codes"], x[:, : self.support], y[:, : self.support],
+                          x[:, self.support:], y[:, self.support:])
+        if "indices" in sample:
+            indices = tf.reshape(sample["indices"], [self.num_sampled_tasks, per_task])
+            batch.support_indices, batch.query_indices = indices[:, : self.support], indices[:, self.support:]
+        return batch
 
 
 class MamlMethod(MetaMethod, LossMethod):
@@ -205,7 +213,7 @@ class MamlMethod(MetaMethod, LossMethod):
     def loss(self, params, state, x, y, sample, tape):
         losses, support_losses, state = maml_task_losses(
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
-            self.adversarial, self.conditioning,
+            self.adversarial, self.conditioning, self.memory,
         )
         task_losses = tf.stack(losses)
         objective = task_losses + self.config.meta.pre_adaptation_weight * tf.stack(support_losses)

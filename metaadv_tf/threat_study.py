@@ -1,0 +1,218 @@
+"""The threat-model study (issue 16): its tasks and task sets, where its runs live, and the
+adaptation of a trained run to the threat model it never saw.
+
+``scripts/experiments/threat_models.py`` trains each (task set, method, seed) in
+``WORKDIR/SET/METHOD_seedS`` and measures its best checkpoint with protocol v2 (``v2.json``).
+``scripts/experiments/adaptation.py`` fine-tunes those checkpoints on the held-out threat model
+(``adapt_run``), keeping each fine-tuning's weights and results in the run's ``adaptation/``
+folder, named by the fine-tuning, k and a digest of everything the weights depend on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from metaadv_tf.attack_specs import parse_attack, parse_attacks
+from metaadv_tf.evaluation_cache import evaluation_key
+from metaadv_tf.experiments import load_run_model, mean_std
+from metaadv_tf.finetune import finetune, inner_loop_settings
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
+from metaadv_tf.registry import check_choice
+from metaadv_tf.training import META_METHODS, TrainConfig
+from metaadv_tf.training.selection import BEST_WEIGHTS
+
+if TYPE_CHECKING:
+    import keras
+
+# one training task per threat model, at protocol v2's radii (the attacks' defaults)
+TASKS = {"Linf": "pgd_linf(steps=5)", "L2": "pgd_l2(steps=5)", "L1": "pgd_l1(steps=5)",
+         "spatial": "spatial(samples=5)"}
+TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
+             "no_L2": ["Linf", "L1", "spatial"]}
+V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
+ADAPTATION_DIR = "adaptation"
+TUNED_WEIGHTS = "tuned.weights.h5"
+RESULT = "result.json"
+# "adversarial": the same fine-tuning for every method (E-AT's); "mat-inner": a meta run's own inner loop
+FINETUNINGS = ("adversarial", "mat-inner")
+
+Record = dict[str, Any]
+
+
+def run_dir(workdir: str, task_set: str, method: str, seed: int) -> str:
+    """The workdir of one run of the study."""
+    return os.path.join(workdir, task_set, f"{method}_seed{seed}")
+
+
+def held_out(task_set: str) -> list[str]:
+    """The threat models ``task_set`` does not train on, in ``THREAT_MODELS`` order."""
+    return [tm for tm in THREAT_MODELS if tm not in TASK_SETS[check_choice("task set", task_set, list(TASK_SETS))]]
+
+
+def v2_settings(seen: Sequence[str], num_examples: int | None = None) -> dict[str, Any]:
+    """Protocol v2's settings for a model trained on ``seen``, attacking the first
+    ``num_examples`` test images (default: the protocol's)."""
+    settings = get_protocol("v2").settings(seen)
+    if num_examples:
+        settings["num_examples"] = num_examples
+    return settings
+
+
+def is_finished(directory: str) -> bool:
+    """Whether ``directory`` holds a finished run with a best validation checkpoint."""
+    return all(os.path.isfile(os.path.join(directory, name)) for name in ("config.json", "result.json", BEST_WEIGHTS))
+
+
+def finetune_arguments(finetuning: str, config: TrainConfig, k: int, steps: int,
+                       adversarial: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``finetune`` arguments of ``finetuning`` for a run of ``config``, on k images for ``steps``
+    batches (at most k images each), seeded by the run's seed: "adversarial" takes ``adversarial``
+    (optimizer, learning_rate, batch_size) in inference mode, "mat-inner" the run's own inner loop
+    (``inner_loop_settings``; None for a method without one)."""
+    check_choice("fine-tuning", finetuning, list(FINETUNINGS))
+    if finetuning == "adversarial":
+        arguments = {**adversarial, "training_mode": False, "steps_per_batch": 1}
+    elif config.method in META_METHODS:
+        arguments = inner_loop_settings(config.meta)
+    else:
+        return None
+    return {**arguments, "batch_size": min(arguments["batch_size"], k), "steps": steps, "seed": config.seed}
+
+
+def adapt_run(directory: str, x: np.ndarray, y: np.ndarray, ks: Sequence[int], finetunings: Sequence[str],
+              steps: int, adversarial: Mapping[str, Any], num_examples: int | None = None) -> list[Record]:
+    """The finished run in ``directory`` adapted to the one threat model T its tasks leave out.
+
+    One record per point: k = 0 (the best checkpoint; its ``v2.json`` when measured with the same
+    settings), then per fine-tuning of ``finetunings`` that applies and k of ``ks``, a copy of
+    the best checkpoint fine-tuned on the first k of (x, y) against T's training attack
+    (``TASKS``). Each is measured with protocol v2 (``num_examples`` test images); reruns resume.
+    """
+    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+        config = TrainConfig.from_json(handle.read())
+    settings = v2_settings(seen_threat_models(parse_attacks(config.train_attacks)), num_examples)
+    if len(settings["unseen"]) != 1:
+        raise ValueError(f"{directory} trains on {settings['seen']}: adaptation needs exactly one threat model"
+                         f" left out. Received: {settings['unseen']}")
+    target = settings["unseen"][0]
+    model = load_run_model(config, os.path.join(directory, BEST_WEIGHTS))
+    points = [("none", 0, None, _unadapted_metrics(directory, model, config.dataset, settings))]
+    for finetuning in finetunings:
+        for k in ks:
+            arguments = finetune_arguments(finetuning, config, k, steps, adversarial)
+            if arguments is not None:
+                folder = _adaptation_folder(directory, model, finetuning, k, TASKS[target], arguments)
+                tuned = _finetuned(model, config, TASKS[target], x[:k], y[:k], arguments, folder)
+                points.append((finetuning, k, arguments, measure(tuned, config.dataset, settings, folder)))
+    return [{"held_out": target, "attack": TASKS[target], "finetuning": finetuning, "k": k, "finetune": arguments,
+             "settings": settings, "metrics": metrics} for finetuning, k, arguments, metrics in points]
+
+
+def measure(model: "keras.Model", dataset: str, settings: dict[str, Any], directory: str) -> dict[str, Any]:
+    """``run_protocol`` metrics of ``model``, kept in ``directory``: its ``result.json`` when made
+    from these weights and settings, else measured (resuming from the folder's attack cache)."""
+    key = evaluation_key([w.numpy() for w in model.weights], settings, dataset)
+    path = os.path.join(directory, RESULT)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        if record["key"] == key:
+            return record["metrics"]
+    metrics = run_protocol(model, dataset, settings, progress=True,
+                           cache_path=os.path.join(directory, "v2_cache.json"))
+    atomic_write_text(path, json.dumps({"key": key, "settings": settings, "metrics": metrics}, indent=2) + "\n")
+    return metrics
+
+
+def _unadapted_metrics(directory: str, model: "keras.Model", dataset: str, settings: dict[str, Any]) -> dict:
+    """The best checkpoint's metrics: from the run's ``v2.json`` if measured with ``settings``."""
+    path = os.path.join(directory, V2_RECORD)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        if record["settings"] == settings:
+            return record["metrics"]
+    return measure(model, dataset, settings, os.path.join(directory, ADAPTATION_DIR, "k0"))
+
+
+def _adaptation_folder(directory: str, model: "keras.Model", finetuning: str, k: int, attack: str,
+                       arguments: Mapping[str, Any]) -> str:
+    """``adaptation/FINETUNING_kK_DIGEST``: the digest covers the starting weights, attack and arguments."""
+    what = {"finetuning": finetuning, "k": k, "attack": attack, **arguments}
+    digest = evaluation_key([w.numpy() for w in model.weights], what, dataset="")
+    return os.path.join(directory, ADAPTATION_DIR, f"{finetuning}_k{k}_{digest[:10]}")
+
+
+def _finetuned(model: "keras.Model", config: TrainConfig, attack: str, x: np.ndarray, y: np.ndarray,
+               arguments: Mapping[str, Any], folder: str) -> "keras.Model":
+    """The fine-tuned copy kept in ``folder`` (fine-tuned and saved there on the first call)."""
+    import keras
+
+    path = os.path.join(folder, TUNED_WEIGHTS)
+    if os.path.isfile(path):
+        return load_run_model(config, path)
+    keras.utils.set_random_seed(arguments["seed"])
+    tuned = finetune(model, [parse_attack(attack)], x, y, **arguments)
+    atomic_save(path, tuned.save_weights)
+    return tuned
+
+
+# --- summaries -------------------------------------------------------------------------------
+
+Curves = dict[tuple[str, str, str], dict[int, list[float]]]
+
+
+def held_out_accuracy(record: Record) -> float:
+    """The accuracy under the held-out threat model's attack."""
+    return record["metrics"]["robust_accuracy"][record["held_out"]]
+
+
+def union_accuracy(record: Record) -> float:
+    """The per-example union over all four threat models."""
+    return record["metrics"]["union"]["all"]
+
+
+def curves(records: Sequence[Record], metric: Callable[[Record], float]) -> Curves:
+    """``metric`` over the seeds by (task set, method, fine-tuning) and k, in record order; the
+    k = 0 points (records of fine-tuning "none", with ``task_set`` and ``method``) start every curve."""
+    grouped: Curves = {}
+    for record in records:
+        if record["k"]:
+            key = (record["task_set"], record["method"], record["finetuning"])
+            grouped.setdefault(key, {}).setdefault(record["k"], []).append(metric(record))
+    for (task_set, method, _), curve in grouped.items():
+        curve[0] = [metric(r) for r in records if (r["task_set"], r["method"], r["k"]) == (task_set, method, 0)]
+    return {key: dict(sorted(curve.items())) for key, curve in grouped.items()}
+
+
+def adaptation_rows(records: Sequence[Record]) -> list[list[str]]:
+    """Table rows (task set, held out, method, fine-tuning, k, seeds, held-out accuracy, union
+    of all) with mean ± standard deviation over the seeds, in %."""
+    held, union = curves(records, held_out_accuracy), curves(records, union_accuracy)
+    targets = {r["task_set"]: r["held_out"] for r in records}
+    return [[task_set, targets[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
+             mean_std(union[task_set, method, finetuning][k])]
+            for (task_set, method, finetuning), curve in held.items() for k, values in curve.items()]
+
+
+def target_lines(records: Sequence[Record]) -> list[str]:
+    """Issue 16's adaptation target, per task set and k: MAT (method "mat", any fine-tuning)
+    reaches the best baseline's mean held-out accuracy after fine-tuning on k images with at most
+    k / 3 images (the smallest measured k where MAT's mean is at least as high)."""
+    held, lines = curves(records, held_out_accuracy), []
+    targets = {r["task_set"]: r["held_out"] for r in records}
+    for task_set, target in targets.items():
+        mat = {f: c for (s, m, f), c in held.items() if (s, m) == (task_set, "mat")}
+        baselines = {m: c for (s, m, _), c in held.items() if s == task_set and m not in META_METHODS}
+        for k in sorted({k for c in baselines.values() for k in c if k}) if mat else []:
+            best, method = max((float(np.mean(c[k])), m) for m, c in baselines.items() if k in c)
+            reached = min(((j, f) for f, c in mat.items() for j, v in c.items() if np.mean(v) >= best), default=None)
+            found = f"MAT reaches it with k={reached[0]} ({reached[1]})" if reached else "MAT does not reach it"
+            verdict = "met" if reached and reached[0] <= k / 3 else "NOT met"
+            lines.append(f"- {task_set}, k={k}: best baseline {method} {100 * best:.1f} % on {target};"
+                         f" {found}: {verdict}.")
+    return lines
