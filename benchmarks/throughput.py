@@ -6,7 +6,8 @@
 Each method gets the same images per step (128: batch 128, or 2 tasks x (32 support + 32 query)).
 A step's time includes making its adversarial examples. ``mat+pool`` is second-order MAT drawing
 from per-task pools refreshed every 10 steps, timed over whole refresh periods; ``mat+inner3``
-takes 3 inner steps instead of 1. ``--recipe=NAME`` instead times the step of zoo model NAME's
+takes 3 inner steps instead of 1; ``mat+mem1`` continues each image's remembered perturbation
+with 1 attack step per visit (`metaadv_tf.meta.memory`). ``--recipe=NAME`` instead times the step of zoo model NAME's
 training recipe (its card's ``train_config``: model, batch, method, attacks, meta settings;
 ``--models``, ``--methods``, ``--train_attacks`` and ``--jit_compile`` do not apply) beside
 ``pgd_at`` with 7 steps on the same model and batch size (timed once for recipes that share it).
@@ -35,7 +36,8 @@ flags.DEFINE_list("models", ["cnn", "resnet18"], "Architectures to measure.")
 # msd needs Lp tasks with equal step counts (not the default fgsm task): measure it with --methods=msd
 # and e.g. --train_attacks="pgd_linf(steps=3),pgd_l2(steps=3)"
 flags.DEFINE_list("methods", [*(m for m in METHODS if m != "msd"), "mat+pool", "mat+inner3"],
-                  "Methods to measure; a meta method may add +pool (adversarial pools) and +innerN (N inner steps).")
+                  "Methods to measure; a meta method may add +pool (adversarial pools), +innerN (N inner"
+                  " steps) and +memN (perturbation memory, N attack steps per visit).")
 flags.DEFINE_list("recipe", None, "Zoo models whose training recipe (card train_config) to time beside PGD-7 AT on"
                   " the same model and batch size, instead of --models and --methods.")
 flags.DEFINE_integer("steps", 10, "Timed steps per method or recipe (after one warm-up step).")
@@ -47,17 +49,24 @@ POOL_REFRESH = 10
 TIMED_STEPS = 10**6  # the timed configs' run length: longer than any timing
 
 
+OPTIONS = {"inner": "inner_steps", "mem": "memory_steps"}  # +innerN, +memN: N of that MetaConfig setting
+
+
 def benchmark_config(model: str, method: str) -> TrainConfig:
-    """128 images per step for every method; ``METHOD+pool`` uses pools, ``METHOD+innerN`` N inner steps."""
+    """128 images per step for every method; ``METHOD+pool`` uses pools, ``METHOD+innerN`` N inner
+    steps, ``METHOD+memN`` a perturbation memory with N attack steps per visit."""
     base, *options = method.split("+")
     meta = {"num_tasks": 2, "support_size": 32, "query_size": 32, "pool_refresh": POOL_REFRESH}
     for option in options:
+        match = re.fullmatch(r"(inner|mem)([1-9][0-9]*)", option)
         if option == "pool":
             meta["pool_size"] = 256
-        elif re.fullmatch(r"inner[1-9][0-9]*", option):
-            meta["inner_steps"] = int(option[len("inner"):])
+        elif match:
+            meta[OPTIONS[match[1]]] = int(match[2])
         else:
-            raise app.UsageError(f"Unknown option +{option} in method {method!r}; expected +pool or +innerN.")
+            raise app.UsageError(
+                f"Unknown option +{option} in method {method!r}; expected +pool, +innerN or +memN."
+            )
     return timed(TrainConfig(method=base, model=model, batch_size=128, train_attacks=FLAGS.train_attacks,
                              meta=MetaConfig(**meta), jit_compile=FLAGS.jit_compile))
 
