@@ -45,6 +45,14 @@ def script_environment(zoo_dir: Path | None = None, env: dict | None = None) -> 
     return environment
 
 
+def run_tiny_study(runs: Path, output: Path, *flags: str) -> subprocess.CompletedProcess:
+    """scripts/experiments/threat_models.py with its runs in ``runs``, tiny: 512 training images
+    (100 more validate), 1 epoch validated every 2 steps, protocol v2 on 8 test images."""
+    return run_script("threat_models.py", "--train_examples=612", "--validation_examples=100", "--epochs=1",
+                      "--eval_every=2", "--eval_examples=8", f"--workdir={runs}", f"--output={output}", *flags,
+                      folder="scripts/experiments")
+
+
 def train_tiny_run(workdir: Path) -> None:
     """10 standard steps of a width-4 CNN on 320 images: seconds, and ~45 % clean accuracy.
 

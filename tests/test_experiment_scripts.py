@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metaadv_tf import publish, zoo
-from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
+from helpers import run_script, run_tiny_study, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
 EXPERIMENTS = "scripts/experiments"
 
@@ -146,10 +146,7 @@ def test_threat_model_study_trains_validates_and_measures_v2(tmp_path):
     """One tiny run of the study: trained on Linf, L2 and spatial, measured on all four threat
     models with protocol v2 from its best validation checkpoint."""
     output = tmp_path / "study.md"
-    result = run_script("threat_models.py", "--task_sets=no_L1", "--methods=sat", "--seeds=1",
-                        "--train_examples=612", "--validation_examples=100", "--epochs=1",
-                        "--eval_every=2", "--eval_examples=8", f"--workdir={tmp_path / 'runs'}",
-                        f"--output={output}", folder=EXPERIMENTS)
+    result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat", "--seeds=1")
     assert result.returncode == 0, result.stderr[-2000:]
     records = json.loads((tmp_path / "study.json").read_text())
     assert [(r["task_set"], r["method"], r["seed"]) for r in records] == [("no_L1", "sat", 1)]

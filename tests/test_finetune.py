@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from metaadv_tf import data, publish, zoo
 from metaadv_tf.attack_specs import parse_attacks
-from metaadv_tf.finetune import finetune
+from metaadv_tf.finetune import finetune, inner_loop_settings
+from metaadv_tf.training import MetaConfig
 from helpers import run_script, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 from test_zoo import TINY  # noqa: I100
 
@@ -61,9 +62,36 @@ def test_training_mode_steps_use_batch_statistics(tiny_zoo, shots):
     assert not all(np.allclose(a, b) for a, b in zip(inference.trainable_weights, training.trainable_weights))
 
 
+def test_steps_per_batch_takes_several_steps_on_one_adversarial_batch(tiny_zoo, shots):
+    model = zoo.load_model(TINY, directory=str(tiny_zoo))
+    x, y = shots
+    attacks = parse_attacks("fgsm(eps=0.02)")  # deterministic
+    tuned = finetune(model, attacks, x, y, steps=1, steps_per_batch=2, learning_rate=0.05, batch_size=8,
+                     optimizer="sgd")
+    # by hand: the 8 shots attacked once against the model, then two SGD steps on them
+    manual = zoo.load_model(TINY, directory=str(tiny_zoo))
+    forward = lambda images: manual(images, training=False)  # noqa: E731
+    adversarial = attacks[0](forward, tf.constant(x), y)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, forward(adversarial))
+        for variable, gradient in zip(manual.trainable_variables, tape.gradient(loss, manual.trainable_variables)):
+            variable.assign_sub(0.05 * gradient)
+    for expected, actual in zip(manual.trainable_weights, tuned.trainable_weights):
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_inner_loop_settings_adapt_as_the_meta_config_does():
+    meta = MetaConfig(inner_steps=3, inner_learning_rate=0.02, support_size=16)
+    assert inner_loop_settings(meta) == {"optimizer": "sgd", "learning_rate": 0.02, "batch_size": 16,
+                                         "training_mode": True, "steps_per_batch": 3}
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [({"steps": 0}, "steps must be an integer >= 1"), ({"learning_rate": -1.0}, "learning_rate must be"),
+     ({"steps_per_batch": 0}, "steps_per_batch must be an integer >= 1"),
      ({"optimizer": "rmsprop"}, "Unknown optimizer 'rmsprop'.*adam, sgd")],
 )
 def test_bad_settings_are_refused(tiny_zoo, shots, settings, message):

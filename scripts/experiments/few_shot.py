@@ -19,9 +19,8 @@ from absl import app, flags  # noqa: E402
 from metaadv_tf import data, zoo  # noqa: E402
 from metaadv_tf.attack_specs import parse_attack  # noqa: E402
 from metaadv_tf.evaluation import evaluate  # noqa: E402
-from metaadv_tf.experiments import markdown_table, write_results  # noqa: E402
+from metaadv_tf.experiments import markdown_table, plot_curves, write_results  # noqa: E402
 from metaadv_tf.finetune import finetune  # noqa: E402
-from metaadv_tf.io_utils import atomic_save  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["cnn_mat", "cnn_pgd_at"], "Zoo models to adapt.")
@@ -58,20 +57,9 @@ def adaptation_curve(name: str, shots: list[int]) -> dict[int, float]:
 
 def plot(curves: dict[str, dict[int, float]], path: str) -> None:
     """Robust accuracy against k (log scale; k = 0 drawn at 1), one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    for name, curve in curves.items():
-        axis.plot([max(k, 1) for k in curve], [100 * a for a in curve.values()], marker="o", label=name)
-    axis.set(xscale="log", xlabel="shots k (k = 0 drawn at 1)", ylabel=f"robust accuracy, {FLAGS.attack} (%)",
-             title=f"Few-shot adaptation, {FLAGS.steps} steps")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    atomic_save(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    plot_curves({f"Few-shot adaptation, {FLAGS.steps} steps":
+                 {name: {k: [accuracy] for k, accuracy in curve.items()} for name, curve in curves.items()}},
+                path, xlabel="shots k (k = 0 drawn at 1)", ylabel=f"robust accuracy, {FLAGS.attack} (%)")
 
 
 def target_line(curves: dict[str, dict[int, float]], k: int) -> str:

@@ -18,21 +18,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf.experiments import markdown_table, write_results  # noqa: E402
+from metaadv_tf.experiments import load_run_model, markdown_table, mean_std, write_results  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
-from metaadv_tf.training import MetaConfig, TrainConfig, model_arguments, train  # noqa: E402
+from metaadv_tf.protocols import run_protocol  # noqa: E402
+from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, held_out, run_dir,  # noqa: E402
+                                     v2_settings)
+from metaadv_tf.training import MetaConfig, TrainConfig, train  # noqa: E402
 from metaadv_tf.training.config import META_METHODS  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
-
-# one training task per threat model, at protocol v2's radii (the attacks' defaults)
-TASKS = {"Linf": "pgd_linf(steps=5)", "L2": "pgd_l2(steps=5)", "L1": "pgd_l1(steps=5)",
-         "spatial": "spatial(samples=5)"}
-TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
-             "no_L2": ["Linf", "L1", "spatial"]}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
@@ -65,24 +60,19 @@ def run_config(task_set: str, method: str, seed: int) -> TrainConfig:
 
 def run(task_set: str, method: str, seed: int) -> dict:
     """Trains (or resumes) one run, then measures its best checkpoint with protocol v2."""
-    from metaadv_tf.models import build_model
-
-    workdir = os.path.join(FLAGS.workdir, task_set, f"{method}_seed{seed}")
+    workdir = run_dir(FLAGS.workdir, task_set, method, seed)
     config = run_config(task_set, method, seed)
     result = train(config, workdir, progress=True)
     if result.stopped_by_signal is not None:
         raise SystemExit(f"Training in {workdir} stopped by signal {result.stopped_by_signal}; rerun to resume.")
-    model = build_model(config.model, input_shape=(28, 28, 1), num_classes=10, **model_arguments(config))
-    model.load_weights(os.path.join(workdir, BEST_WEIGHTS))
-    settings = get_protocol("v2").settings(TASK_SETS[task_set])
-    if FLAGS.eval_examples:
-        settings["num_examples"] = FLAGS.eval_examples
+    model = load_run_model(config, os.path.join(workdir, BEST_WEIGHTS))
+    settings = v2_settings(TASK_SETS[task_set], FLAGS.eval_examples)
     metrics = run_protocol(model, "fashion_mnist", settings, progress=True,
                            cache_path=os.path.join(workdir, "v2_cache.json"))
     record = {"task_set": task_set, "method": method, "seed": seed, "settings": settings,
               "metrics": metrics, "train_seconds": result.train_seconds,
               "images_seen": result.images_seen}
-    atomic_write_text(os.path.join(workdir, "v2.json"), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(os.path.join(workdir, V2_RECORD), json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -90,22 +80,16 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
     """Per (task set, method): mean ± std over seeds of clean, held-out and union accuracy (%)."""
     rows = []
     for task_set in FLAGS.task_sets:
-        held_out = [tm for tm in THREAT_MODELS if tm not in TASK_SETS[task_set]]
+        left_out = held_out(task_set)
         for method in FLAGS.methods:
             mine = [r["metrics"] for r in records if (r["task_set"], r["method"]) == (task_set, method)]
             values = {"clean": [m["clean_accuracy"] for m in mine],
-                      "held out": [m["robust_accuracy"][held_out[0]] for m in mine] if held_out else [],
+                      "held out": [m["robust_accuracy"][left_out[0]] for m in mine] if left_out else [],
                       "union seen": [m["union"]["seen"] for m in mine],
                       "union all": [m["union"]["all"] for m in mine]}
-            rows.append([task_set, ",".join(held_out) or "-", method, str(len(mine)),
-                         *(_mean_std(v) for v in values.values())])
+            rows.append([task_set, ",".join(left_out) or "-", method, str(len(mine)),
+                         *(mean_std(v) for v in values.values())])
     return rows
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1 if len(values) > 1 else 0):.1f}"
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,96 @@
+"""Quick adaptation to a held-out threat model: the summaries, and scripts/experiments/adaptation.py
+end to end on a tiny run of the threat-model study."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from metaadv_tf import threat_study as study
+from metaadv_tf.protocols import THREAT_MODELS
+from helpers import run_script, run_tiny_study  # noqa: I100  (tests/ is on sys.path)
+
+# held-out (L1) accuracy by (method, seed, fine-tuning, k)
+ACCURACY = {("sat", 0, "none", 0): 0.10, ("sat", 0, "adversarial", 100): 0.20, ("sat", 0, "adversarial", 1000): 0.30,
+            ("sat", 1, "none", 0): 0.12, ("sat", 1, "adversarial", 100): 0.30, ("sat", 1, "adversarial", 1000): 0.34,
+            ("mat", 0, "none", 0): 0.15, ("mat", 0, "adversarial", 100): 0.26, ("mat", 0, "adversarial", 1000): 0.40,
+            ("mat", 0, "mat-inner", 100): 0.22, ("mat", 0, "mat-inner", 1000): 0.35}
+
+
+def synthetic_records() -> list[dict]:
+    return [{"task_set": "no_L1", "held_out": "L1", "method": method, "seed": seed, "finetuning": finetuning,
+             "k": k, "metrics": {"robust_accuracy": {"L1": accuracy}, "union": {"all": accuracy / 2}}}
+            for (method, seed, finetuning, k), accuracy in ACCURACY.items()]
+
+
+def test_curves_start_every_fine_tuning_at_the_trained_model():
+    curves = study.curves(synthetic_records(), study.held_out_accuracy)
+    assert list(curves) == [("no_L1", "sat", "adversarial"), ("no_L1", "mat", "adversarial"),
+                            ("no_L1", "mat", "mat-inner")]
+    assert curves["no_L1", "sat", "adversarial"] == {0: [0.10, 0.12], 100: [0.20, 0.30], 1000: [0.30, 0.34]}
+    assert curves["no_L1", "mat", "mat-inner"] == {0: [0.15], 100: [0.22], 1000: [0.35]}
+
+
+def test_rows_give_mean_and_std_over_seeds_of_held_out_accuracy_and_union():
+    rows = study.adaptation_rows(synthetic_records())
+    assert len(rows) == 9
+    assert rows[1] == ["no_L1", "L1", "sat", "adversarial", "100", "2", "25.0 ± 7.1", "12.5 ± 3.5"]
+    assert rows[-1] == ["no_L1", "L1", "mat", "mat-inner", "1000", "1", "35.0 ± 0.0", "17.5 ± 0.0"]
+
+
+def test_target_needs_mat_at_a_third_of_the_images_or_fewer():
+    # best baseline: sat, 25 % at k = 100 (MAT first reaches it at k = 100: not met),
+    # 32 % at k = 1000 (MAT reaches it at k = 1000 only with adversarial fine-tuning: not met)
+    assert study.target_lines(synthetic_records()) == [
+        "- no_L1, k=100: best baseline sat 25.0 % on L1; MAT reaches it with k=100 (adversarial): NOT met.",
+        "- no_L1, k=1000: best baseline sat 32.0 % on L1; MAT reaches it with k=1000 (adversarial): NOT met.",
+    ]
+    ACCURACY_MET = {**ACCURACY, ("mat", 0, "mat-inner", 100): 0.33}
+    records = [{**r, "metrics": {"robust_accuracy": {"L1": ACCURACY_MET[r["method"], r["seed"], r["finetuning"],
+                                                                         r["k"]]}}} for r in synthetic_records()]
+    assert study.target_lines(records)[1] == (
+        "- no_L1, k=1000: best baseline sat 32.0 % on L1; MAT reaches it with k=100 (mat-inner): met.")
+
+
+def test_held_out_threat_models_of_the_task_sets():
+    assert [study.held_out(s) for s in study.TASK_SETS] == [[], ["L1"], ["L2"]]
+    with pytest.raises(ValueError, match="Unknown task set 'no_L3'"):
+        study.held_out("no_L3")
+
+
+@pytest.mark.slow
+def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tmp_path):
+    runs = tmp_path / "runs"
+    trained = run_tiny_study(runs, tmp_path / "study.md", "--task_sets=no_L1", "--methods=mat", "--seeds=1")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    output = tmp_path / "adaptation.md"
+    arguments = ["adaptation.py", "--task_sets=no_L1", "--methods=mat,sat", "--seeds=1", "--ks=16",
+                 "--finetune_steps=2", "--learning_rate=0.01", "--eval_examples=8", f"--workdir={runs}",
+                 f"--output={output}"]
+    result = run_script(*arguments, folder="scripts/experiments")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Skipping {runs / 'no_L1' / 'sat_seed1'}" in result.stdout  # no such run
+    records = json.loads((tmp_path / "adaptation.json").read_text())
+    assert [(r["method"], r["finetuning"], r["k"]) for r in records] == [
+        ("mat", "none", 0), ("mat", "adversarial", 16), ("mat", "mat-inner", 16)]
+    assert all(r["held_out"] == "L1" and r["attack"] == "pgd_l1(steps=5)" and r["settings"]["num_examples"] == 8
+               and set(r["metrics"]["robust_accuracy"]) == set(THREAT_MODELS) for r in records)
+    trained_record = json.loads((runs / "no_L1" / "mat_seed1" / "v2.json").read_text())
+    assert records[0]["metrics"] == trained_record["metrics"]  # k = 0: the study's own measurement,
+    assert not (runs / "no_L1" / "mat_seed1" / "adaptation" / "k0").exists()  # not measured again
+    assert records[1]["finetune"] == {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16,
+                                      "training_mode": False, "steps_per_batch": 1, "steps": 2, "seed": 1}
+    # the study's MAT recipe: 32 support images, 3 inner steps at the inner learning rate 0.05
+    assert records[2]["finetune"] == {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 16,
+                                      "training_mode": True, "steps_per_batch": 3, "steps": 2, "seed": 1}
+    clean = [r["metrics"]["clean_accuracy"] for r in records]
+    assert clean[1] != clean[0] and clean[2] != clean[0]  # the fine-tuned copies are measured
+    assert "| no_L1 | L1 | mat | mat-inner | 16 | 1 |" in output.read_text()
+    assert (tmp_path / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
+    weights = sorted((runs / "no_L1" / "mat_seed1" / "adaptation").glob("*/tuned.weights.h5"))
+    assert len(weights) == 2
+    saved = [path.stat().st_mtime_ns for path in weights]
+    again = run_script(*arguments, folder="scripts/experiments")  # resumes: nothing is fine-tuned again
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [path.stat().st_mtime_ns for path in weights] == saved
+    assert json.loads((tmp_path / "adaptation.json").read_text()) == records
