@@ -58,6 +58,12 @@ def define_train_flags() -> None:
     flags.DEFINE_float("attention_entropy", m.attention_entropy, "Entropy weight λ of attention.")
     flags.DEFINE_float("pre_adaptation_weight", m.pre_adaptation_weight,
                        "Weight of θ's own support loss in each task's meta-loss (mat, fomaml).")
+    flags.DEFINE_float("consistency_weight", m.consistency_weight,
+                       "Weight of KL(adapted ‖ θ) on each task's query batch (mat, fomaml).")
+    flags.DEFINE_bool("learn_inner_rates", m.learn_inner_rates,
+                      "Learn each task's inner learning rates (Meta-SGD; mat, fomaml).")
+    flags.DEFINE_float("inner_rates_learning_rate", m.inner_rates_learning_rate,
+                       "Adam rate of the learned inner learning rates.")
     flags.DEFINE_string("strategy", d.strategy, f"tf.distribute strategy: {', '.join(STRATEGIES)}.")
     flags.DEFINE_bool("jit_compile", d.jit_compile, "Compile the training step with XLA.")
     flags.DEFINE_integer("checkpoint_every", d.checkpoint_every, "Save a checkpoint every K steps.")
@@ -90,7 +96,8 @@ def train_config_from_flags() -> TrainConfig:
         unknown_task_rate=FLAGS.unknown_task_rate, task_attention=FLAGS.task_attention,
         attention_learning_rate=FLAGS.attention_learning_rate,
         attention_entropy=FLAGS.attention_entropy,
-        pre_adaptation_weight=FLAGS.pre_adaptation_weight,
+        pre_adaptation_weight=FLAGS.pre_adaptation_weight, consistency_weight=FLAGS.consistency_weight,
+        learn_inner_rates=FLAGS.learn_inner_rates, inner_rates_learning_rate=FLAGS.inner_rates_learning_rate,
     )
     return TrainConfig(
         method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,

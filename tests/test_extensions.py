@@ -84,7 +84,7 @@ def _maml_gradients(model, inner, seed=0):
     def meta_loss(params):
         with tf.GradientTape() as tape:
             tape.watch(params)
-            losses, _, new_state = maml_task_losses(model, params, state, None, batch, inner, tape,
+            losses, _, _, new_state = maml_task_losses(model, params, state, None, batch, inner, tape,
                                                  adversarial=False, conditioning=conditioning)
             loss = tf.reduce_mean(tf.stack(losses))
         return loss, tape.gradient(loss, params), new_state

@@ -30,7 +30,7 @@ def _setup(batchnorm: bool, seed: int = 0):
 def _meta_loss_and_grad(model, batch, params, state, inner: InnerLoop):
     with tf.GradientTape() as tape:
         tape.watch(params)
-        losses, _, _ = maml_task_losses(model, params, state, None, batch, inner, tape, adversarial=False)
+        losses, _, _, _ = maml_task_losses(model, params, state, None, batch, inner, tape, adversarial=False)
         loss = tf.reduce_mean(tf.stack(losses))
     return loss, tape.gradient(loss, params)
 
@@ -135,7 +135,7 @@ def test_pre_adaptation_weight_adds_the_support_loss_of_theta(float64, weight):
 
     with tf.GradientTape() as tape:
         tape.watch(params)
-        queries, supports, _ = maml_task_losses(model, params, state, None, batch,
+        queries, supports, _, _ = maml_task_losses(model, params, state, None, batch,
                                                 InnerLoop(steps=1, learning_rate=0.5), tape, adversarial=False)
         expected = tf.reduce_mean(queries) + weight * tf.reduce_mean(supports)
     np.testing.assert_allclose(query_losses.numpy(), tf.stack(queries).numpy(), rtol=1e-10)
@@ -145,3 +145,56 @@ def test_pre_adaptation_weight_adds_the_support_loss_of_theta(float64, weight):
     for i, support_loss in enumerate(supports):  # θ's own loss, before any inner step
         np.testing.assert_allclose(float(support_loss), float(task_loss(
             model, params, state, batch.support_x[i], batch.support_y[i])[0]), rtol=1e-10)
+
+
+def test_learned_inner_rates_get_the_meta_gradient_of_their_task(float64):
+    """Meta-SGD, one first-order inner step: dL_q(θ − α g_s)/d log α_k = −α_k ∇_k L_q(θ') · g_s,k,
+    for the sampled task's rates only."""
+    model, batch, params, state = _setup(batchnorm=False)
+    config = TrainConfig(method="fomaml", model_args={"width": 2}, steps=1, epochs=None,
+                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6, inner_learning_rate=0.3,
+                                         learn_inner_rates=True))
+    method = build_method(model, config)
+    method.adversarial = False
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        terms = maml_task_losses(model, params, state, None, batch, method.inner, tape, adversarial=False,
+                                 rates=method.rates)
+        loss = terms.query[0]  # task ids are [0, 1]: task 0's query loss
+    rate_grads = tf.convert_to_tensor(tape.gradient(loss, method.rates.parameters)[0])
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        support_loss = task_loss(model, params, state, batch.support_x[0], batch.support_y[0])[0]
+    support_grads = tape.gradient(support_loss, params)
+    fast = [p - 0.3 * g for p, g in zip(params, support_grads)]
+    with tf.GradientTape() as tape:
+        tape.watch(fast)
+        query_loss = task_loss(model, fast, state, batch.query_x[0], batch.query_y[0])[0]
+    expected = [-0.3 * float(tf.reduce_sum(q * s)) for q, s in zip(tape.gradient(query_loss, fast), support_grads)]
+    np.testing.assert_allclose(rate_grads.numpy()[0], expected, rtol=2e-3, atol=1e-7)
+    assert np.all(rate_grads.numpy()[1] == 0)  # task 1's rates play no part in task 0's loss
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.7])
+def test_consistency_weight_adds_kl_from_adapted_to_deployed_predictions(float64, weight):
+    model, batch, params, state = _setup(batchnorm=False)
+    config = TrainConfig(method="mat", model_args={"width": 2}, steps=1, epochs=None,
+                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6, inner_learning_rate=0.5,
+                                         consistency_weight=weight))
+    method = build_method(model, config)
+    method.adversarial = False
+    x = tf.reshape(tf.concat([batch.support_x, batch.query_x], 1), [24, 8, 8, 1])
+    y = tf.reshape(tf.concat([batch.support_y, batch.query_y], 1), [24])
+    with tf.GradientTape() as tape:
+        loss = method.loss(params, state, x, y, {"tasks": batch.task_ids, "codes": batch.codes}, tape)[0]
+    expected = 0.0
+    for i in range(2):
+        fast, _, _ = adapt(model, params, state, batch.support_x[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        adapted = tf.nn.softmax(model.stateless_call(fast, state, batch.query_x[i], training=True)[0]).numpy()
+        deployed = tf.nn.softmax(model.stateless_call(params, state, batch.query_x[i], training=True)[0]).numpy()
+        query = task_loss(model, fast, state, batch.query_x[i], batch.query_y[i])[0]
+        kl = np.mean(np.sum(adapted * (np.log(adapted) - np.log(deployed)), axis=1))
+        assert kl > 1e-6
+        expected += 0.5 * (float(query) + weight * kl)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-8)

@@ -182,3 +182,18 @@ def test_bad_configs_are_rejected(overrides, message):
 def test_bad_runs_are_rejected_before_training(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         Trainer(tiny_config(**overrides), str(tmp_path))
+
+
+def test_task_attention_and_learned_inner_rates_resume_from_the_checkpoint(tmp_path):
+    config = tiny_config("mat", steps=2, meta=MetaConfig(support_size=4, query_size=4, task_attention=True,
+                                                         learn_inner_rates=True, inner_rates_learning_rate=0.1))
+    trainer = Trainer(config, str(tmp_path))
+    trainer.train(progress=False)
+    rates = trainer.method.rates.log_rates.numpy()
+    assert not np.allclose(rates, np.log(0.05))  # trained
+    resumed = Trainer(config, str(tmp_path))
+    resumed.restore()
+    np.testing.assert_array_equal(resumed.method.rates.log_rates.numpy(), rates)
+    for saved, restored in zip(trainer.method.attention.parameters, resumed.method.attention.parameters):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    assert int(resumed.method.rates.optimizer.iterations.numpy()) == 2

@@ -59,10 +59,13 @@ def adapt(
     y: tf.Tensor,
     *,
     steps: int,
-    learning_rate: float,
+    learning_rate: float | Sequence[tf.Tensor],
     first_order: bool,
 ) -> tuple[Params, Params, tf.Tensor]:
     """``steps`` SGD steps on (x, y) from ``params``: (fast weights, new state, loss at ``params``).
+
+    ``learning_rate`` is one number, or one scalar tensor per parameter (Meta-SGD's learned rates,
+    which the outer tape differentiates too).
 
     With ``first_order`` the inner gradients are treated as constants (FOMAML); otherwise an outer
     tape differentiates through them (second-order MAML). Under a distribution strategy the inner
@@ -70,6 +73,7 @@ def adapt(
     all take the step of the whole batch, as one device would.
     """
     fast = list(params)
+    rates = [learning_rate] * len(fast) if isinstance(learning_rate, (int, float)) else list(learning_rate)
     losses = []
     for _ in range(steps):
         with tf.GradientTape() as tape:
@@ -79,7 +83,7 @@ def adapt(
         grads = cross_replica_mean(dense_gradients(tape.gradient(loss, fast), fast))
         if first_order:
             grads = [tf.stop_gradient(g) for g in grads]
-        fast = [p - learning_rate * g for p, g in zip(fast, grads)]
+        fast = [p - tf.cast(rate, p.dtype) * g for p, rate, g in zip(fast, rates, grads)]
     return fast, list(state), losses[0]
 
 

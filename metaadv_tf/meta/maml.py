@@ -10,12 +10,13 @@ outer tape.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import keras
 import tensorflow as tf
 
-from metaadv_tf.meta.functional import ModelFn, Params, adapt, model_fn, task_loss
+from metaadv_tf.meta.functional import ModelFn, Params, adapt, apply, cross_entropy, model_fn
+from metaadv_tf.meta.inner_rates import LearnedInnerRates
 from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.tasks import TaskDistribution
 
@@ -78,6 +79,16 @@ def per_task_states(state: Sequence[tf.Tensor], conditioning: TaskConditioning |
     return conditioning.condition(state, code) if conditioning else list(state)
 
 
+class TaskLosses(NamedTuple):
+    """Per task: the query loss of θ'_i, the support loss of θ, and (when asked) the consistency
+    KL(f_θ'_i ‖ f_θ) on the query batch, θ'_i's predictions held constant; and the new state."""
+
+    query: list[tf.Tensor]
+    support: list[tf.Tensor]
+    consistency: list[tf.Tensor]
+    state: Params
+
+
 def maml_task_losses(
     model: keras.Model,
     params: Sequence[tf.Tensor],
@@ -89,14 +100,18 @@ def maml_task_losses(
     adversarial: bool = True,
     conditioning: TaskConditioning | None = None,
     memory: ContinuedAttacks | None = None,
-) -> tuple[list[tf.Tensor], list[tf.Tensor], Params]:
-    """Per task of ``batch``: query losses of θ'_i and support losses of θ; and the new state.
+    rates: LearnedInnerRates | None = None,
+    consistency: bool = False,
+) -> TaskLosses:
+    """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
+    ``consistency``, else empty); and the new state.
 
     ``adversarial=False`` takes the support and query batches as already adversarial (pools).
     With a ``memory``, attacks continue the images' remembered perturbations (the batch carries
-    their indices). Attacks run with the outer tape paused: their outputs are constants to the
-    meta-gradient. The returned state keeps the incoming task code (the model's default stays
-    "unknown").
+    their indices). With ``rates``, each task's inner steps use its learned learning rates
+    (Meta-SGD) instead of ``inner.learning_rate``. Attacks run with the outer tape paused: their
+    outputs are constants to the meta-gradient. The returned state keeps the incoming task code
+    (the model's default stays "unknown").
     """
     def attack(i: int, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
                ) -> tf.Tensor:
@@ -105,7 +120,7 @@ def maml_task_losses(
                 return tasks.attack(batch.task_ids[i], target, x, y)
             return memory.attack(tasks, batch.task_ids[i], target, x, y, indices)
 
-    losses, support_losses, original = [], [], list(state)
+    losses, support_losses, agreements, original = [], [], [], list(state)
     for i in range(batch.num_tasks):
         state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
@@ -114,15 +129,26 @@ def maml_task_losses(
                                _row(batch.support_indices, i))
         fast, state, support_loss = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
-            learning_rate=inner.learning_rate, first_order=inner.first_order,
+            learning_rate=rates.rates(batch.task_ids[i]) if rates else inner.learning_rate,
+            first_order=inner.first_order,
         )
         if adversarial:
             query_x = attack(i, model_fn(model, fast, state), query_x, batch.query_y[i],
                              _row(batch.query_indices, i))
-        loss, state = task_loss(model, fast, state, query_x, batch.query_y[i])
-        losses.append(loss)
+        logits, state = apply(model, fast, state, query_x, training=True)
+        losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))
         support_losses.append(support_loss)
-    return losses, support_losses, conditioning.keep_code(state, original) if conditioning else state
+        if consistency:
+            deployed, state = apply(model, params, state, query_x, training=True)
+            agreements.append(prediction_kl(tf.stop_gradient(logits), deployed))
+    return TaskLosses(losses, support_losses, agreements,
+                      conditioning.keep_code(state, original) if conditioning else state)
+
+
+def prediction_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
+    """Mean KL(softmax(teacher) ‖ softmax(student)) over the batch."""
+    teacher = tf.nn.log_softmax(teacher_logits)
+    return tf.reduce_mean(tf.reduce_sum(tf.exp(teacher) * (teacher - tf.nn.log_softmax(student_logits)), -1))
 
 
 def _row(indices: tf.Tensor | None, i: int) -> tf.Tensor | None:

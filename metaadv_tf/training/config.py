@@ -34,7 +34,10 @@ class MetaConfig:
     the task losses by learned α (`metaadv_tf.meta.attention`, entropy weight
     ``attention_entropy``). ``pre_adaptation_weight`` w adds w · (support loss of θ) to each
     task's meta-loss (mat and fomaml), so the unadapted θ, the model that gets deployed, is trained
-    on the tasks' adversarial examples directly as well.
+    on the tasks' adversarial examples directly as well; ``consistency_weight`` c adds c · KL from
+    the adapted model's query predictions to θ's. ``learn_inner_rates`` (mat, fomaml) learns a
+    learning rate per task and parameter tensor (Meta-SGD; Adam at ``inner_rates_learning_rate``),
+    starting at ``inner_learning_rate``.
     """
 
     num_tasks: int = 2
@@ -54,6 +57,9 @@ class MetaConfig:
     attention_learning_rate: float = 0.01
     attention_entropy: float = 0.1
     pre_adaptation_weight: float = 0.0
+    consistency_weight: float = 0.0
+    learn_inner_rates: bool = False
+    inner_rates_learning_rate: float = 0.001
 
     @property
     def conditioned(self) -> bool:
@@ -67,6 +73,8 @@ class MetaConfig:
         check_positive("attention_learning_rate", self.attention_learning_rate)
         check_positive("attention_entropy", self.attention_entropy, allow_zero=True)
         check_positive("pre_adaptation_weight", self.pre_adaptation_weight, allow_zero=True)
+        check_positive("consistency_weight", self.consistency_weight, allow_zero=True)
+        check_positive("inner_rates_learning_rate", self.inner_rates_learning_rate)
         if not 0.0 <= self.unknown_task_rate < 1.0:
             raise ValueError(
                 f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
@@ -157,14 +165,15 @@ class TrainConfig:
             check_positive("epochs", self.epochs)
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
-        extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", "task_attention",
-                                        "pre_adaptation_weight") if getattr(self.meta, name)]
+        loss_terms = ("task_attention", "pre_adaptation_weight", "consistency_weight", "learn_inner_rates")
+        extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", *loss_terms)
+                      if getattr(self.meta, name)]
         if extensions and self.method not in META_METHODS:
             raise ValueError(
                 f"{', '.join(extensions)} extend the meta methods ({', '.join(META_METHODS)})."
                 f" Received: method={self.method!r}"
             )
-        for name in ("task_attention", "pre_adaptation_weight"):
+        for name in loss_terms:
             if getattr(self.meta, name) and self.method == "reptile":
                 raise ValueError(f"{name} changes the meta-loss, which reptile does not have.")
         if self.eval_every < 0:

@@ -1,7 +1,8 @@
 """The training loop: one compiled step per method, checkpoints, summaries, resume, faults.
 
 A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/`` (a
-`tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time),
+`tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time, and
+the method's own state: pools, perturbation memory, task attention, learned inner rates),
 ``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. With
 ``validation_examples`` it also holds ``validation.json`` and ``best.weights.h5``
 (`metaadv_tf.training.selection`); the in-training evaluation (held-out training images, and
@@ -120,7 +121,7 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, step=self.step,
             batches_consumed=self.batches_consumed, train_seconds=self.train_seconds, sampler=self.sampler,
             **({"pool": self.pool} if self.pool else {}),
-            **({"memory": self.memory} if self.memory else {}),
+            **({"memory": self.memory} if self.memory else {}), **self.method.modules,
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(),
                                                   max_to_keep=CHECKPOINTS_KEPT)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import ModelFn, get_attack
 from metaadv_tf.meta.attention import TaskAttention
+from metaadv_tf.meta.inner_rates import LearnedInnerRates
 from metaadv_tf.meta.functional import Params, apply, cross_entropy, dense_gradients, model_fn
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
 from metaadv_tf.meta.memory import ContinuedAttacks
@@ -68,6 +69,11 @@ class Method(abc.ABC):
         """Tasks sampled per step (0 for methods without task sampling)."""
         return 0
 
+    @property
+    def modules(self) -> dict[str, tf.Module]:
+        """The method's own trained state (e.g. task attention), by name, for the checkpoint."""
+        return {}
+
     def sample_tasks(self, generator: tf.random.Generator) -> Sample:
         """Tasks for one step, drawn in cross-replica context so every replica agrees."""
         del generator
@@ -87,8 +93,18 @@ class LossMethod(Method):
         with tf.GradientTape() as tape:
             tape.watch(params)
             loss, state, task_losses, task_weights = self.loss(params, state, x, y, sample, tape)
-        grads = dense_gradients(tape.gradient(loss, params), params)
-        return StepResult(grads, state, loss, task_losses, task_weights)
+        grads, own_grads = tape.gradient(loss, (params, self.own_parameters))
+        self.update_own(own_grads)
+        return StepResult(dense_gradients(grads, params), state, loss, task_losses, task_weights)
+
+    @property
+    def own_parameters(self) -> list[tf.Variable]:
+        """Variables of the method itself (not the model's) that the loss's gradient trains."""
+        return []
+
+    def update_own(self, grads: list[tf.Tensor | None]) -> None:
+        """Trains ``own_parameters`` with their gradients (nothing to do without any)."""
+        del grads
 
     @abc.abstractmethod
     def loss(self, params: Params, state: Params, x: tf.Tensor, y: tf.Tensor, sample: Sample,
@@ -192,7 +208,10 @@ class MamlMethod(MetaMethod, LossMethod):
     """MAML (``mat``, second order) and FOMAML: the mean, or attention-weighted, query loss.
 
     With ``pre_adaptation_weight`` w > 0 each task's term is L_query(θ'_i) + w · L_support(θ): the
-    deployed θ is trained on the task's adversarial examples too, not only through θ'_i.
+    deployed θ is trained on the task's adversarial examples too, not only through θ'_i. With
+    ``consistency_weight`` c > 0 it adds c · KL(f_θ'_i ‖ f_θ) on the query batch (θ'_i's
+    predictions held constant): θ is pulled toward what adaptation reaches. ``learn_inner_rates``
+    learns each task's inner learning rates (Meta-SGD, `metaadv_tf.meta.inner_rates`).
     """
 
     def __init__(self, model: keras.Model, config: TrainConfig, tasks: TaskDistribution,
@@ -203,6 +222,23 @@ class MamlMethod(MetaMethod, LossMethod):
             len(tasks), learning_rate=meta.attention_learning_rate,
             entropy_weight=meta.attention_entropy, num_replicas=num_replicas,
         ) if meta.task_attention else None
+        self.rates = LearnedInnerRates(
+            len(tasks), len(model.trainable_variables), meta.inner_learning_rate,
+            meta.inner_rates_learning_rate, num_replicas,
+        ) if meta.learn_inner_rates else None
+
+    @property
+    def modules(self):
+        named = {"attention": self.attention, "inner_rates": self.rates}
+        return {name: module for name, module in named.items() if module is not None}
+
+    @property
+    def own_parameters(self):
+        return self.rates.parameters if self.rates else []
+
+    def update_own(self, grads):
+        if self.rates:
+            self.rates.update(grads)
 
     def step(self, params, state, x, y, sample):
         result = super().step(params, state, x, y, sample)
@@ -211,12 +247,15 @@ class MamlMethod(MetaMethod, LossMethod):
         return result
 
     def loss(self, params, state, x, y, sample, tape):
-        losses, support_losses, state = maml_task_losses(
+        meta = self.config.meta
+        terms = maml_task_losses(
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
-            self.adversarial, self.conditioning, self.memory,
+            self.adversarial, self.conditioning, self.memory, self.rates, meta.consistency_weight > 0,
         )
-        task_losses = tf.stack(losses)
-        objective = task_losses + self.config.meta.pre_adaptation_weight * tf.stack(support_losses)
+        task_losses, state = tf.stack(terms.query), terms.state
+        objective = task_losses + meta.pre_adaptation_weight * tf.stack(terms.support)
+        if terms.consistency:
+            objective += meta.consistency_weight * tf.stack(terms.consistency)
         if self.attention:
             weights = tf.stop_gradient(self.attention.weights(sample["tasks"]))
         else:
