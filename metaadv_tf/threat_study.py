@@ -22,7 +22,7 @@ from metaadv_tf.finetune import finetune, inner_loop_settings
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
 from metaadv_tf.registry import check_choice
-from metaadv_tf.training import META_METHODS, TrainConfig
+from metaadv_tf.training import META_METHODS, MetaConfig, TrainConfig
 from metaadv_tf.training.selection import BEST_WEIGHTS
 
 if TYPE_CHECKING:
@@ -33,6 +33,17 @@ TASKS = {"Linf": "pgd_linf(steps=5)", "L2": "pgd_l2(steps=5)", "L1": "pgd_l1(ste
          "spatial": "spatial(samples=5)"}
 TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
              "no_L2": ["Linf", "L1", "spatial"]}
+# MAT variants: label -> (method, MetaConfig changes to the MAT recipe). "mem": perturbation memory
+# with 1 attack step per visit (metaadv_tf.meta.memory); "rates": learned per-task inner learning
+# rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task attention.
+VARIANTS = {
+    "mat_mem": ("mat", {"memory_steps": 1}),
+    "fomaml_mem": ("fomaml", {"memory_steps": 1}),
+    "mat_mem_rates": ("mat", {"memory_steps": 1, "learn_inner_rates": True}),
+    "mat_mem_consistency": ("mat", {"memory_steps": 1, "consistency_weight": 1.0}),
+    "mat_mem_attention": ("mat", {"memory_steps": 1, "task_attention": True}),
+}
+
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
 ADAPTATION_DIR = "adaptation"
 TUNED_WEIGHTS = "tuned.weights.h5"
@@ -46,6 +57,17 @@ Record = dict[str, Any]
 def run_dir(workdir: str, task_set: str, method: str, seed: int) -> str:
     """The workdir of one run of the study."""
     return os.path.join(workdir, task_set, f"{method}_seed{seed}")
+
+
+def recipe(label: str) -> tuple[str, MetaConfig]:
+    """The method and meta settings of ``label``: a method, or a MAT variant of ``VARIANTS``.
+    Meta methods get the study's MAT recipe (2 tasks x (32 support + 32 query), 3 inner steps,
+    anchored meta-loss) with the variant's changes."""
+    method, changes = VARIANTS.get(label, (label, {}))
+    if method not in META_METHODS:
+        return method, MetaConfig()
+    return method, MetaConfig(num_tasks=2, support_size=32, query_size=32, inner_steps=3,
+                              pre_adaptation_weight=1.0, **changes)
 
 
 def held_out(task_set: str) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from metaadv_tf import threat_study as study
 from metaadv_tf.protocols import THREAT_MODELS
+from metaadv_tf.training import MetaConfig
 from helpers import run_script, run_tiny_study  # noqa: I100  (tests/ is on sys.path)
 
 # held-out (L1) accuracy by (method, seed, fine-tuning, k)
@@ -94,3 +95,12 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
     assert again.returncode == 0, again.stderr[-2000:]
     assert [path.stat().st_mtime_ns for path in weights] == saved
     assert json.loads((tmp_path / "adaptation.json").read_text()) == records
+
+
+def test_study_recipes_of_methods_and_mat_variants():
+    assert study.recipe("sat") == ("sat", MetaConfig())
+    method, meta = study.recipe("mat")
+    assert method == "mat" and (meta.inner_steps, meta.pre_adaptation_weight, meta.memory_steps) == (3, 1.0, 0)
+    method, meta = study.recipe("fomaml_mem")
+    assert method == "fomaml" and meta.memory_steps == 1 and meta.inner_steps == 3
+    assert study.recipe("mat_mem_rates")[1].learn_inner_rates

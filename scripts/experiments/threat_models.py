@@ -3,6 +3,9 @@
     python scripts/experiments/threat_models.py --methods=mat,sat --seeds=0,1,2 \
         --output=results/threat_models.md
 
+A method may also be one of the MAT variants in ``metaadv_tf.threat_study.VARIANTS`` (e.g. ``mat_mem``: the MAT recipe
+with a perturbation memory), each trained and reported as its own row.
+
 Every (task set, method, seed) trains the small CNN in ``--workdir/SET/METHOD_seedS`` with one
 recipe (SGD with momentum and weight decay, a cosine schedule, ``--epochs`` of the training split
 minus ``--validation_examples`` held-out images, validated every half epoch on the training
@@ -23,15 +26,15 @@ from absl import app, flags  # noqa: E402
 from metaadv_tf.experiments import load_run_model, markdown_table, mean_std, write_results  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.protocols import run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, held_out, run_dir,  # noqa: E402
-                                     v2_settings)
-from metaadv_tf.training import MetaConfig, TrainConfig, train  # noqa: E402
-from metaadv_tf.training.config import META_METHODS  # noqa: E402
+from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANTS, held_out, recipe,  # noqa: E402
+                                     run_dir, v2_settings)
+from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
-flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"], "Methods to compare.")
+flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
+                  f"Methods to compare, or MAT variants: {', '.join(VARIANTS)}.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (initialization and data order).")
 flags.DEFINE_float("epochs", 6.0, "Epochs of the training split (validation images excluded).")
 flags.DEFINE_integer("validation_examples", 2000, "Last training images held out for validation.")
@@ -42,11 +45,9 @@ flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
 
 
-def run_config(task_set: str, method: str, seed: int) -> TrainConfig:
-    """The study's recipe for ``method`` on ``task_set``: 128 images per step (MAT: 2 tasks x
-    (32 support + 32 query), 3 inner steps, anchored meta-loss)."""
-    meta = (MetaConfig(num_tasks=2, support_size=32, query_size=32, inner_steps=3,
-                       pre_adaptation_weight=1.0) if method in META_METHODS else MetaConfig())
+def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
+    """The study's recipe for method or variant ``label`` on ``task_set``: 128 images per step."""
+    method, meta = recipe(label)
     train_images = (FLAGS.train_examples or 60000) - FLAGS.validation_examples
     eval_every = FLAGS.eval_every or max(1, train_images // 128 // 2)
     return TrainConfig(
