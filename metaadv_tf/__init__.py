@@ -5,7 +5,7 @@ checks that TensorFlow is installed: the package leaves the choice of its build 
 ``metaadv_tf[cpu]`` and ``metaadv_tf[gpu]`` (see BUILD.md). Example::
 
     from metaadv_tf import load_model
-    model = load_model("resnet18_mat")
+    model = load_model("cnn_mat_anchored")
 """
 from __future__ import annotations
 

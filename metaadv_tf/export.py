@@ -27,8 +27,8 @@ def export_saved_model(model: keras.Model, export_dir: str, *, overwrite: bool =
 
     ``model`` maps float32 images in [0, 1] to logits. Example::
 
-        export_saved_model(load_model("resnet18_mat"), "exports/resnet18_mat/1")
-        served = tf.saved_model.load("exports/resnet18_mat/1")
+        export_saved_model(load_model("cnn_mat_anchored"), "exports/cnn_mat_anchored/1")
+        served = tf.saved_model.load("exports/cnn_mat_anchored/1")
         served.signatures["serving_default"](images=images)["classes"]
     """
     export_dir = os.path.abspath(export_dir)

@@ -64,6 +64,8 @@ def publish(
     data_dir: str | None = None,
     progress: bool = False,
     checkpoint: str = "final",
+    status: str = zoo.RECOMMENDED,
+    status_reason: str = "",
 ) -> zoo.ModelCard:
     """Turns the finished training run in ``workdir`` into zoo entry ``name`` and returns its card.
 
@@ -74,7 +76,8 @@ def publish(
     the run's training attacks. ``checkpoint`` "final" publishes the run's last weights; "best"
     its best validation checkpoint (``best.weights.h5`` of a run with ``validation_examples``):
     the card's ``train_steps`` and ``images_seen`` are then those of the best step, and its notes
-    name the step. Example::
+    name the step. ``status`` "research" with a one-line ``status_reason`` publishes a research
+    artifact (hidden by ``zoo.list_models`` by default; ``zoo.load_model`` warns). Example::
 
         publish("runs/resnet18_mat", "resnet18_mat")
     """
@@ -89,6 +92,7 @@ def publish(
     if os.path.exists(card_path) and not overwrite:
         raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
     check_choice("checkpoint", checkpoint, list(PUBLISHED_CHECKPOINTS))
+    zoo.check_status(status, status_reason)
     config, result, weights = read_run(workdir)
     if checkpoint == "best":
         weights, result, notes = _best_checkpoint(workdir, config, result, notes)
@@ -117,6 +121,7 @@ def publish(
         sha256=zoo.sha256_file(weights_file), weights_dtype=dtype, evaluation=protocol,
         metrics=zoo.report_metrics(report), evaluations={},
         golden=zoo.golden_logits(published, config.dataset, data_dir=data_dir), notes=notes,
+        status=status, status_reason=status_reason,
     )
     atomic_write_text(card_path, card.to_json())
     zoo.clear_cache()

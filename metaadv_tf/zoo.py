@@ -6,9 +6,14 @@ place entries are registered, and nothing in the code names a model. ``$METAADV_
 ``directory=``) names another zoo directory, holding both cards and weights. Example::
 
     from metaadv_tf import list_models, get_card, load_model
-    list_models(dataset="fashion_mnist", method="mat")   # ['resnet18_mat', ...]
-    card = get_card("resnet18_mat")                        # provenance, protocol, metrics
-    model = load_model("resnet18_mat")                     # checked against card.sha256
+    list_models(dataset="fashion_mnist", method="mat")   # ['cnn_mat', 'cnn_mat_anchored', ...]
+    card = get_card("cnn_mat_anchored")                    # provenance, protocol, metrics
+    model = load_model("cnn_mat_anchored")                 # checked against card.sha256
+
+An entry whose card says ``"status": "research"`` is a research artifact, kept so the study's
+results can be reproduced, not a model to use: ``list_models`` hides it unless given
+``include_research=True``, and ``load_model`` loads it with a `ResearchArtifactWarning` giving
+the card's ``status_reason``.
 
 Weights are looked up in the local zoo directory (``$METAADV_ZOO_DIR``, else the checkout's
 ``zoo/``), then in a cache (``$METAADV_CACHE``, else ``~/.keras/metaadv_tf/``), then downloaded
@@ -28,6 +33,7 @@ import glob
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 import zlib
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -63,6 +69,12 @@ GOLDEN_DECIMALS = 6
 GOLDEN_ATOL = 1e-3
 EVALUATION_CACHE = "evaluation_cache.json"  # in a run's workdir: publishing resumes evaluating there
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+RECOMMENDED, RESEARCH = "recommended", "research"
+STATUSES = (RECOMMENDED, RESEARCH)
+
+
+class ResearchArtifactWarning(UserWarning):
+    """A loaded zoo model is a research artifact: kept for reproducibility, not a model to use."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +87,9 @@ class ModelCard:
     ``evaluations`` maps a later protocol's name (``"v2"``) to ``{"settings": ..., "metrics":
     ...}`` as ``metaadv_tf.protocols.run_protocol`` returns them.
     ``golden`` stores the logits of the first ``num_examples`` images of ``split``.
+    ``status`` is "recommended" (a model to use) or "research" (a research artifact, kept for
+    reproducibility; ``status_reason`` says why in one line). Both are optional in the JSON and
+    written only when they differ from these defaults.
     """
 
     name: str
@@ -99,10 +114,18 @@ class ModelCard:
     evaluations: dict[str, Any]
     golden: dict[str, Any]
     notes: str
+    status: str = RECOMMENDED
+    status_reason: str = ""
+
+    @property
+    def is_research(self) -> bool:
+        """Whether the entry is a research artifact (hidden by ``list_models`` by default)."""
+        return self.status == RESEARCH
 
     @classmethod
     def from_file(cls, path: str) -> "ModelCard":
-        """Reads and checks a card: valid JSON with exactly the card's fields, named like its file."""
+        """Reads and checks a card: valid JSON with the card's fields (the optional ones may be
+        absent, no others), named like its file, with a known status."""
         try:
             with open(path, encoding="utf-8") as handle:
                 values = json.load(handle)
@@ -110,20 +133,21 @@ class ModelCard:
             raise ValueError(f"Model card {path} is not valid JSON: {error}") from None
         if not isinstance(values, dict):
             raise ValueError(f"Model card {path} must hold a JSON object. Received: {type(values).__name__}")
-        expected = [field.name for field in dataclasses.fields(cls)]
-        missing = [name for name in expected if name not in values]
-        extra = sorted(set(values) - set(expected))
+        required, optional = _required_fields(), list(_optional_fields())
+        missing = [name for name in required if name not in values]
+        extra = sorted(set(values) - set(required) - set(optional))
         if missing or extra:
             problems = [f"missing field {name!r}" for name in missing]
             problems += [f"unknown field {name!r}" for name in extra]
             raise ValueError(
-                f"Model card {path}: {'; '.join(problems)}. A card has exactly the fields"
-                f" {', '.join(expected)}."
+                f"Model card {path}: {'; '.join(problems)}. A card has the fields"
+                f" {', '.join(required)}, and optionally {', '.join(optional)}."
             )
         stem = os.path.basename(path).removesuffix(".json")
         if values["name"] != stem:
             raise ValueError(f"Model card {path}: field 'name' is {values['name']!r}, expected {stem!r}.")
         check_choice(f"weights_dtype in {path}", values["weights_dtype"], list(WEIGHTS_DTYPES))
+        check_status(values.get("status", RECOMMENDED), values.get("status_reason", ""), f" in {path}")
         return cls(**{**values, "input_shape": tuple(values["input_shape"])})
 
     def build(self) -> "keras.Model":
@@ -133,8 +157,31 @@ class ModelCard:
         )
 
     def to_json(self) -> str:
-        """The card as JSON text, as stored in ``zoo/<name>.json``."""
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+        """The card as JSON text, as stored in ``zoo/<name>.json`` (optional fields only when set)."""
+        defaults = _optional_fields()
+        values = {key: value for key, value in dataclasses.asdict(self).items()
+                  if key not in defaults or value != defaults[key]}
+        return json.dumps(values, indent=2) + "\n"
+
+
+def _required_fields() -> list[str]:
+    """The card fields every JSON card holds, in order."""
+    return [field.name for field in dataclasses.fields(ModelCard) if field.default is dataclasses.MISSING]
+
+
+def _optional_fields() -> dict[str, Any]:
+    """The card fields a JSON card may leave out, with their defaults."""
+    return {field.name: field.default for field in dataclasses.fields(ModelCard)
+            if field.default is not dataclasses.MISSING}
+
+
+def check_status(status: str, reason: str, where: str = "") -> None:
+    """Raises ValueError unless ``status`` is one of ``STATUSES`` and a research status has a
+    ``reason``; ``where`` (e.g. " in zoo/x.json") goes into the message."""
+    check_choice(f"status{where}", status, list(STATUSES))
+    if status == RESEARCH and not (isinstance(reason, str) and reason.strip()):
+        raise ValueError(f"Model card status{where} is {RESEARCH!r}, so it needs a status_reason saying"
+                         f" why in one line. Received: {reason!r}")
 
 
 # --- the registry --------------------------------------------------------------------------
@@ -171,24 +218,28 @@ def list_models(
     method: str | None = None,
     architecture: str | None = None,
     *,
+    include_research: bool = False,
     directory: str | None = None,
 ) -> list[str]:
-    """Names of the zoo's models, sorted, optionally filtered. Example::
+    """Names of the zoo's models a user should load, sorted, optionally filtered;
+    ``include_research`` adds the research artifacts (cards with status "research"). Example::
 
-        list_models(dataset="fashion_mnist", architecture="resnet18")
+        list_models(dataset="fashion_mnist", architecture="cnn")
     """
     wanted = {"dataset": dataset, "method": method, "architecture": architecture}
     registry = _scan(cards_dir(directory))
+    cards = [registry.get(name) for name in registry.names()]
     return [
-        name for name in registry.names()
-        if all(value is None or getattr(registry.get(name), key) == value for key, value in wanted.items())
+        card.name for card in cards
+        if (include_research or not card.is_research)
+        and all(value is None or getattr(card, key) == value for key, value in wanted.items())
     ]
 
 
 def get_card(name: str, *, directory: str | None = None) -> ModelCard:
     """The `ModelCard` of zoo model ``name``; unknown names raise ValueError with close matches.
 
-    Example: ``get_card("resnet18_mat").metrics["worst_case_accuracy"]``.
+    Works for research artifacts too. Example: ``get_card("cnn_mat").metrics["worst_case_accuracy"]``.
     """
     directory = cards_dir(directory)
     registry = _scan(directory)
@@ -199,14 +250,21 @@ def get_card(name: str, *, directory: str | None = None) -> ModelCard:
 
 def load_model(name: str, *, pretrained: bool = True, directory: str | None = None) -> "keras.Model":
     """Builds zoo model ``name``; with ``pretrained``, loads its weights after checking their sha256
-    (found locally, in the cache, or downloaded: see ``weights_path``).
+    (found locally, in the cache, or downloaded: see ``weights_path``). A research artifact loads
+    with a `ResearchArtifactWarning` naming it and the card's reason.
 
     Example::
 
-        model = load_model("resnet18_mat")
+        model = load_model("cnn_mat_anchored")
         logits = model(images, training=False)  # images float32 [batch, H, W, C] in [0, 1]
     """
     card = get_card(name, directory=directory)
+    if card.is_research:
+        warnings.warn(
+            f"Zoo model {name!r} is a research artifact, kept for reproducibility, not a model to use:"
+            f" {card.status_reason.rstrip('.')}. list_models() names the models to use.",
+            ResearchArtifactWarning, stacklevel=2,
+        )
     model = card.build()
     if pretrained:
         # Keras casts float16 arrays to the float32 variables exactly
@@ -220,7 +278,7 @@ def resolve_model(spec: str, *, directory: str | None = None) -> "keras.Model":
 
     import metaadv_tf.models  # noqa: F401  (registers the architectures for .keras loading)
 
-    if spec in list_models(directory=directory):
+    if spec in list_models(include_research=True, directory=directory):
         return load_model(spec, directory=directory)
     if os.path.isfile(spec):
         _check_keras_archive(spec)

@@ -10,6 +10,8 @@ weights from the zoo's release (``metaadv_tf.zoo.DEFAULT_ZOO_URL``), and the car
 next release of the package. Set ``$METAADV_ZOO_DIR`` (or ``--zoo_dir``) to publish both files to
 another directory. ``--checkpoint=best`` publishes the run's best validation checkpoint
 (``best.weights.h5``, from training with ``--validation_examples``) instead of its final weights.
+``--status=research --status_reason="..."`` publishes a research artifact: kept for
+reproducibility, hidden by ``list_models()`` unless asked, and ``load_model`` warns with the reason.
 """
 from __future__ import annotations
 
@@ -40,6 +42,13 @@ _CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "final", list(publish.PUBLISHED_CHECKPOINTS),
     "final: the run's last weights; best: its best validation checkpoint (best.weights.h5).",
 )
+_STATUS = flags.DEFINE_enum(
+    "status", zoo.RECOMMENDED, list(zoo.STATUSES),
+    "recommended: a model to use; research: a research artifact, kept for reproducibility.",
+)
+_STATUS_REASON = flags.DEFINE_string(
+    "status_reason", "", "With --status=research: one line saying why it is not a model to use."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing entry of that name.")
 _ZOO_DIR = flags.DEFINE_string(
     "zoo_dir", None, f"Directory for card and weights (default: ${zoo.ZOO_DIR_ENV}, else the checkout)."
@@ -57,7 +66,7 @@ def main(argv: Sequence[str]) -> None:
         _WORKDIR.value, _NAME.value, attacks=_ATTACKS.value, num_examples=_NUM_EXAMPLES.value,
         float16=_FLOAT16.value, notes=_NOTES.value, threat_model=threat_model,
         overwrite=_OVERWRITE.value, directory=_ZOO_DIR.value, data_dir=_DATA_DIR.value, progress=True,
-        checkpoint=_CHECKPOINT.value,
+        checkpoint=_CHECKPOINT.value, status=_STATUS.value, status_reason=_STATUS_REASON.value,
     ))
     card_path, weights_path = publish.destinations(card.name, _ZOO_DIR.value)
     print(f"Published {card.name} ({card.weights_dtype} weights, sha256 {card.sha256[:12]}) -> {card_path}")

@@ -1,4 +1,4 @@
-"""The model zoo: checks run on every registered entry (parametrized over ``list_models()``), and
+"""The model zoo: checks run on every registered entry, research artifacts included, and
 the machinery (publish, load, integrity errors) on a tiny model published into ``tmp_path``."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,8 @@ TINY = "tiny_cnn"
 TINY_ATTACKS = "fgsm(eps=0.02),pgd_linf(eps=0.02,steps=2),mim(eps=0.02,steps=2)"
 TINY_EXAMPLES = 40
 PROTOCOL_KEYS = {"attacks", "groups", "split", "num_examples", "batch_size", "seed"}
+EVERY_MODEL = zoo.list_models(include_research=True)
+REASON = "kept to reproduce a study"
 
 
 # --- checks every zoo entry passes ---------------------------------------------------------
@@ -72,17 +75,18 @@ def assert_loads_and_reproduces_golden(name: str, directory: str | None = None) 
     assert zoo.verify_golden(zoo.load_model(name, directory=directory), card) <= card.golden["atol"]
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+@pytest.mark.parametrize("name", EVERY_MODEL)
 def test_zoo_card_is_consistent(name):
     assert_card_consistent(zoo.get_card(name))
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+@pytest.mark.filterwarnings("ignore::metaadv_tf.zoo.ResearchArtifactWarning")
+@pytest.mark.parametrize("name", EVERY_MODEL)
 def test_zoo_weights_match_sha256_and_golden_logits(name):
     assert_loads_and_reproduces_golden(name)
 
 
-V2_MODELS = [name for name in zoo.list_models() if "v2" in zoo.get_card(name).evaluations]
+V2_MODELS = [name for name in EVERY_MODEL if "v2" in zoo.get_card(name).evaluations]
 
 
 @pytest.mark.parametrize("name", V2_MODELS)
@@ -284,8 +288,11 @@ def test_damaged_weights_are_refused_before_loading(zoo_copy, monkeypatch, damag
         (lambda card: card.pop("sha256"), "missing field 'sha256'"),
         (lambda card: card.update(extra=1), "unknown field 'extra'"),
         (lambda card: card.update(name="other"), "field 'name' is 'other', expected 'tiny_cnn'"),
+        (lambda card: card.update(status="retired"),
+         r"Unknown status in \S+ 'retired'\. Expected one of: recommended, research\."),
+        (lambda card: card.update(status="research"), r"status in \S+ is 'research', so it needs a status_reason"),
     ],
-    ids=["missing", "extra", "misnamed"],
+    ids=["missing", "extra", "misnamed", "bad_status", "research_without_reason"],
 )
 def test_malformed_card_is_named_with_its_field(zoo_copy, edit, message):
     path = zoo_copy / f"{TINY}.json"
@@ -295,6 +302,52 @@ def test_malformed_card_is_named_with_its_field(zoo_copy, edit, message):
     with pytest.raises(ValueError, match=message) as raised:
         zoo.list_models(directory=str(zoo_copy))
     assert str(path) in str(raised.value)
+
+
+def mark_research(directory: Path) -> None:
+    """Makes the tiny entry of ``directory`` a research artifact, as a card edit does."""
+    path = directory / f"{TINY}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": "research", "status_reason": REASON}))
+
+
+def test_status_is_optional_and_written_only_when_research(tiny_zoo):
+    text = (tiny_zoo / f"{TINY}.json").read_text()
+    card = zoo.get_card(TINY, directory=str(tiny_zoo))
+    assert "status" not in json.loads(text) and (card.status, card.is_research) == ("recommended", False)
+    assert card.to_json() == text
+    research = dataclasses.replace(card, status="research", status_reason=REASON)
+    assert json.loads(research.to_json())["status_reason"] == REASON
+
+
+def test_research_entries_are_listed_only_when_asked(zoo_copy):
+    mark_research(zoo_copy)
+    directory = str(zoo_copy)
+    assert zoo.list_models(directory=directory) == []
+    assert zoo.list_models(method="standard", include_research=True, directory=directory) == [TINY]
+    assert zoo.get_card(TINY, directory=directory).status_reason == REASON
+
+
+def test_loading_a_research_entry_warns_once_with_its_reason(tiny_zoo, zoo_copy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", zoo.ResearchArtifactWarning)
+        zoo.load_model(TINY, directory=str(tiny_zoo))  # a recommended entry loads silently
+    mark_research(zoo_copy)
+    with pytest.warns(zoo.ResearchArtifactWarning) as caught:
+        model = zoo.load_model(TINY, directory=str(zoo_copy))
+    [warning] = [w for w in caught if issubclass(w.category, zoo.ResearchArtifactWarning)]
+    assert f"{TINY!r} is a research artifact" in str(warning.message) and REASON in str(warning.message)
+    assert warning.filename == __file__  # points at the caller
+    assert model.output_shape == (None, 10)
+
+
+def test_publishing_a_research_artifact(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="needs a status_reason"):
+        publish.publish(str(run_dir), "artifact", status="research", directory=str(tmp_path))
+    assert os.listdir(tmp_path) == []  # refused before any work
+    card = publish.publish(str(run_dir), "artifact", attacks="fgsm(eps=0.02)", num_examples=10,
+                           directory=str(tmp_path), status="research", status_reason=REASON)
+    assert (card.is_research, zoo.list_models(directory=str(tmp_path))) == (True, [])
+    assert zoo.get_card("artifact", directory=str(tmp_path)).status_reason == REASON
 
 
 def test_unknown_name_lists_close_matches(tiny_zoo):

@@ -4,7 +4,7 @@ Evaluates the first `--num_examples` images of a dataset split under each attack
 Markdown table (clean, per-attack and worst-case accuracy). `--model` is a `.keras` file or a zoo
 model name; for a zoo model, every flag not given defaults to its card's evaluation protocol
 (dataset, attacks, seen/unseen groups, split, N, batch size, seed), which reproduces the card's
-metrics: `metaadv-evaluate --model=resnet18_mat`. `--output report.json` also writes
+metrics: `metaadv-evaluate --model=cnn_mat_anchored`. `--output report.json` also writes
 the report as JSON and the table next to it as `report.md`. Attacks are specs such as
 `pgd_linf(eps=0.1,steps=20)`; `--seed` seeds the attacks' randomness (e.g. PGD's random start),
 each attack separately. `--cache=FILE` makes a long evaluation resumable: rerun to continue.
@@ -86,7 +86,7 @@ def run_protocol() -> None:
     from metaadv_tf.io_utils import atomic_write_text
 
     name, cache = _MODEL.value, _CACHE.value
-    in_zoo = name in zoo.list_models()
+    in_zoo = name in zoo.list_models(include_research=True)
     if _UPDATE_CARD.value and not in_zoo:
         raise ValueError(f"--update_card needs a zoo model. Received: --model={name}")
     if _SEEN.present and in_zoo:
@@ -111,7 +111,7 @@ def run() -> None:
     """Evaluates the flags' model and attacks, prints the table and writes the reports."""
     if _PROTOCOL.value != "v1":
         return run_protocol()
-    card = zoo.get_card(_MODEL.value) if _MODEL.value in zoo.list_models() else None
+    card = zoo.get_card(_MODEL.value) if _MODEL.value in zoo.list_models(include_research=True) else None
     dataset = card.dataset if card and not _DATASET.present else _DATASET.value
     protocol = protocol_from_flags(card)
     model = zoo.resolve_model(_MODEL.value)

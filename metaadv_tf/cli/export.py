@@ -1,6 +1,6 @@
 """Export a zoo model or a .keras file as a SavedModel for TensorFlow Serving.
 
-    metaadv-export --model=resnet18_mat --export_dir=exports/resnet18_mat/1
+    metaadv-export --model=cnn_mat_anchored --export_dir=exports/cnn_mat_anchored/1
 
 Signatures: ``serving_default`` (float32 ``images`` in [0, 1]) and ``serving_uint8`` (uint8
 ``images`` in 0-255), both returning ``logits``, ``probabilities`` and ``classes``. TensorFlow

@@ -1,6 +1,6 @@
 """Side-by-side comparison of zoo models from their cards, with the product's targets checked.
 
-    python scripts/experiments/compare_models.py                       # every zoo model
+    python scripts/experiments/compare_models.py      # every zoo model, research artifacts too
     python scripts/experiments/compare_models.py --models=cnn_mat,cnn_pgd_at,cnn_avg,cnn_max,cnn_standard \
         --candidate=cnn_mat --baselines=cnn_pgd_at,cnn_avg,cnn_max --pgd_at=cnn_pgd_at \
         --output=results/comparison_cnn.md
@@ -19,7 +19,7 @@ from metaadv_tf import zoo
 from metaadv_tf.io_utils import atomic_write_text
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", None, "Zoo models to compare (default: all).")
+flags.DEFINE_list("models", None, "Zoo models to compare (default: all, research artifacts too).")
 flags.DEFINE_string("candidate", None, "The MAT model whose targets are checked.")
 flags.DEFINE_list("baselines", [], "Baselines the candidate must beat on unseen attacks.")
 flags.DEFINE_string("pgd_at", None, "The PGD-AT model for the clean-accuracy and time targets.")
@@ -109,9 +109,10 @@ def target_lines(candidate: str, baselines: list[str], pgd_at: str, protocol: st
 def main(argv: list[str]) -> None:
     del argv
     if FLAGS.protocol == "v1":
-        text = comparison_table(FLAGS.models or zoo.list_models())
+        text = comparison_table(FLAGS.models or zoo.list_models(include_research=True))
     else:
-        text = v2_table(FLAGS.models or [n for n in zoo.list_models() if "v2" in zoo.get_card(n).evaluations])
+        text = v2_table(FLAGS.models or [n for n in zoo.list_models(include_research=True)
+                                         if "v2" in zoo.get_card(n).evaluations])
     if FLAGS.candidate:
         lines = target_lines(FLAGS.candidate, FLAGS.baselines, FLAGS.pgd_at, FLAGS.protocol)
         text += "\n\n" + "\n".join(lines)

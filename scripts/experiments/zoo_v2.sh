@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Protocol v2 for the CNN zoo entries that lack it, one after another, each written into its card.
 # Rerun to resume: each finished attack is cached in runs/v2/NAME.cache.json.
-#   bash scripts/experiments/zoo_v2.sh [NAME ...]     (default: every CNN entry)
+#   bash scripts/experiments/zoo_v2.sh [NAME ...]     (default: every CNN entry, research artifacts too)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${METAADV_PYTHON:-.venv/bin/python}"
 mkdir -p runs/v2
 names=("$@")
 [ ${#names[@]} -gt 0 ] || mapfile -t names < <("$PYTHON" -c \
-  "from metaadv_tf import zoo; print('\n'.join(zoo.list_models(architecture='cnn')))" 2>/dev/null)
+  "from metaadv_tf import zoo; print('\n'.join(zoo.list_models(architecture='cnn', include_research=True)))" 2>/dev/null)
 for name in "${names[@]}"; do
   if "$PYTHON" -c "import sys; from metaadv_tf import zoo; sys.exit('v2' in zoo.get_card('$name').evaluations)" 2>/dev/null; then
     echo "== $name $(date)"
