@@ -92,13 +92,15 @@ def script_command(argv: Sequence[str]) -> str:
     return "python " + shlex.join([os.path.relpath(argv[0]), *argv[1:]])
 
 
-Curve = Mapping[int, Sequence[float]]
+Curve = Mapping[float, Sequence[float]]
 
 
-def plot_curves(panels: Mapping[str, Mapping[str, Curve]], path: str, *, xlabel: str, ylabel: str) -> bool:
-    """Writes a PNG: one panel per title of ``panels``, one line per label, accuracy (%) against k
-    (log scale, k = 0 drawn at 1): the mean of each k's values, with their standard deviation as
-    error bars when there are several. Returns False, writing nothing, without matplotlib."""
+def plot_curves(panels: Mapping[str, Mapping[str, Curve]], path: str, *, xlabel: str, ylabel: str,
+                log_x: bool = True) -> bool:
+    """Writes a PNG: one panel per title of ``panels``, one line per label, accuracy (%) against x
+    (with ``log_x`` a log scale, x = 0 drawn at 1): the mean of each x's values, with their
+    standard deviation as error bars when there are several. Returns False, writing nothing,
+    without matplotlib."""
     if importlib.util.find_spec("matplotlib") is None:
         return False
     import matplotlib
@@ -110,9 +112,9 @@ def plot_curves(panels: Mapping[str, Mapping[str, Curve]], path: str, *, xlabel:
     for axis, (title, curves) in zip(axes[0], panels.items()):
         for label, curve in curves.items():
             ks = sorted(curve)
-            axis.errorbar([max(k, 1) for k in ks], [100 * np.mean(curve[k]) for k in ks],
+            axis.errorbar([max(k, 1) if log_x else k for k in ks], [100 * np.mean(curve[k]) for k in ks],
                           yerr=[100 * sample_std(curve[k]) for k in ks], marker="o", capsize=3, label=label)
-        axis.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+        axis.set(xscale="log" if log_x else "linear", xlabel=xlabel, ylabel=ylabel, title=title)
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     figure.tight_layout()

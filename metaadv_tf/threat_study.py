@@ -23,7 +23,7 @@ from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
 from metaadv_tf.registry import check_choice
 from metaadv_tf.training import META_METHODS, MetaConfig, TrainConfig
-from metaadv_tf.training.selection import BEST_WEIGHTS
+from metaadv_tf.training.selection import BEST_WEIGHTS, VALIDATION_FILE
 
 if TYPE_CHECKING:
     import keras
@@ -68,6 +68,18 @@ def recipe(label: str) -> tuple[str, MetaConfig]:
         return method, MetaConfig()
     return method, MetaConfig(num_tasks=2, support_size=32, query_size=32, inner_steps=3,
                               pre_adaptation_weight=1.0, **changes)
+
+
+def validation_curve(directory: str) -> dict[float, float]:
+    """A run's validation union accuracy by epoch (``validation.json``; empty before any)."""
+    path = os.path.join(directory, VALIDATION_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+        config = TrainConfig.from_json(handle.read())
+    steps_per_epoch = (config.available_train_examples - config.validation_examples) / config.images_per_step
+    with open(path, encoding="utf-8") as handle:
+        return {round(r["step"] / steps_per_epoch, 2): r["union"] for r in json.load(handle)}
 
 
 def held_out(task_set: str) -> list[str]:

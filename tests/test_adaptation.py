@@ -8,7 +8,7 @@ import pytest
 
 from metaadv_tf import threat_study as study
 from metaadv_tf.protocols import THREAT_MODELS
-from metaadv_tf.training import MetaConfig
+from metaadv_tf.training import MetaConfig, TrainConfig
 from helpers import run_script, run_tiny_study  # noqa: I100  (tests/ is on sys.path)
 
 # held-out (L1) accuracy by (method, seed, fine-tuning, k)
@@ -104,3 +104,12 @@ def test_study_recipes_of_methods_and_mat_variants():
     method, meta = study.recipe("fomaml_mem")
     assert method == "fomaml" and meta.memory_steps == 1 and meta.inner_steps == 3
     assert study.recipe("mat_mem_rates")[1].learn_inner_rates
+
+
+def test_validation_curve_is_union_accuracy_by_epoch(tmp_path):
+    config = TrainConfig(method="sat", train_examples=612, validation_examples=100, batch_size=128, steps=None,
+                         epochs=1.0)
+    (tmp_path / "config.json").write_text(config.to_json())
+    assert study.validation_curve(str(tmp_path)) == {}
+    (tmp_path / "validation.json").write_text(json.dumps([{"step": 2, "union": 0.25}, {"step": 4, "union": 0.5}]))
+    assert study.validation_curve(str(tmp_path)) == {0.5: 0.25, 1.0: 0.5}  # 512 images: 4 steps per epoch

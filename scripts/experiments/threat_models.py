@@ -23,11 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf.experiments import load_run_model, markdown_table, mean_std, write_results  # noqa: E402
+from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, plot_curves,  # noqa: E402
+                                    write_results)
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.protocols import run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANTS, held_out, recipe,  # noqa: E402
-                                     run_dir, v2_settings)
+                                     run_dir, v2_settings, validation_curve)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
@@ -93,12 +94,27 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
+def plot_validation() -> bool:
+    """Writes OUTPUT_validation.png: validation union accuracy against epochs, one panel per task
+    set, one line per method (mean ± std over the seeds). False without matplotlib."""
+    panels = {}
+    for task_set in FLAGS.task_sets:
+        panels[f"{task_set}: validation"] = lines = {}
+        for method in FLAGS.methods:
+            for seed in FLAGS.seeds:
+                for epoch, union in validation_curve(run_dir(FLAGS.workdir, task_set, method, int(seed))).items():
+                    lines.setdefault(method, {}).setdefault(epoch, []).append(union)
+    return plot_curves(panels, os.path.splitext(FLAGS.output)[0] + "_validation.png", xlabel="epoch",
+                       ylabel="validation union accuracy (%)", log_x=False)
+
+
 def main(argv: list[str]) -> None:
     del argv
     records = [run(task_set, method, int(seed)) for task_set in FLAGS.task_sets
                for method in FLAGS.methods for seed in FLAGS.seeds]
     header = ["task set", "held out", "method", "seeds", "clean", "held out acc", "union seen",
               "union all"]
+    plot_validation()
     write_results(FLAGS.output, "MAT across threat models",
                   "Small CNN on Fashion-MNIST; protocol v2 on each run's best validation checkpoint;"
                   " mean ± standard deviation over seeds (%).",
