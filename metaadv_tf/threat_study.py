@@ -35,13 +35,16 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
              "no_L2": ["Linf", "L1", "spatial"]}
 # MAT variants: label -> (method, MetaConfig changes to the MAT recipe). "mem": perturbation memory
 # with 1 attack step per visit (metaadv_tf.meta.memory); "rates": learned per-task inner learning
-# rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task attention.
+# rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task
+# attention; "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "inner5": 5 inner steps.
 VARIANTS = {
     "mat_mem": ("mat", {"memory_steps": 1}),
     "fomaml_mem": ("fomaml", {"memory_steps": 1}),
     "mat_mem_rates": ("mat", {"memory_steps": 1, "learn_inner_rates": True}),
     "mat_mem_consistency": ("mat", {"memory_steps": 1, "consistency_weight": 1.0}),
     "mat_mem_attention": ("mat", {"memory_steps": 1, "task_attention": True}),
+    "mat_mem_metabn": ("mat", {"memory_steps": 1, "meta_batchnorm": True}),
+    "fomaml_mem_inner5": ("fomaml", {"memory_steps": 1, "inner_steps": 5}),
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
@@ -66,8 +69,9 @@ def recipe(label: str) -> tuple[str, MetaConfig]:
     method, changes = VARIANTS.get(label, (label, {}))
     if method not in META_METHODS:
         return method, MetaConfig()
-    return method, MetaConfig(num_tasks=2, support_size=32, query_size=32, inner_steps=3,
-                              pre_adaptation_weight=1.0, **changes)
+    settings = {"num_tasks": 2, "support_size": 32, "query_size": 32, "inner_steps": 3,
+                "pre_adaptation_weight": 1.0}
+    return method, MetaConfig(**{**settings, **changes})
 
 
 def validation_curve(directory: str) -> dict[float, float]:
