@@ -134,7 +134,9 @@ ATTACKS.register(
 
 # Auto-PGD (Croce & Hein 2020; L1 as in Croce & Hein 2021): ``steps`` iterations per restart
 # (and per target class for apgd_t); ``rho`` is the step-size schedule's checkpoint criterion.
-_APGD = {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "rho": 0.75, "seed": 0}
+# ``largereps`` (L1 only): AutoAttack's stages at 3 eps, 2 eps, then eps (``autopgd``).
+_APGD = {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "rho": 0.75, "seed": 0,
+         "largereps": False}
 ATTACKS.register("apgd_ce", AttackSpec("autopgd.apgd_ce", _APGD, norms=("inf", 2, 1)))
 ATTACKS.register("apgd_dlr", AttackSpec("autopgd.apgd_dlr", _APGD, norms=("inf", 2, 1)))
 ATTACKS.register(
@@ -295,6 +297,10 @@ def _resolve(name: str, spec: AttackSpec, settings: Mapping[str, Any]) -> dict[s
     for key, value in values.items():
         if key != "norm" and value is not None:
             values[key] = _CHECKS[key](key, value)
+    for key, norm in _ONE_NORM_ONLY.items():
+        if values.get(key) and values["norm"] != norm:
+            raise ValueError(f"{key}=True applies to norm={norm} only for attack {name!r}."
+                             f" Received: {key}={values[key]!r} with norm={values['norm']!r}")
     if "step_size" in values and values["step_size"] is None:
         values["step_size"] = spec.step_scale * values["eps"] / values["steps"]
     return dict(sorted(values.items()))
@@ -376,4 +382,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "angles": check_positive_int,
     "shifts": check_positive_int,
     "samples": _check_non_negative_int,
+    "largereps": _check_bool,
 }
+# Settings that, when true, apply to one norm only: AutoAttack uses APGD's largereps for L1 only.
+_ONE_NORM_ONLY = {"largereps": 1}

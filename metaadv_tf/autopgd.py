@@ -19,10 +19,19 @@ misclassifies is returned as it is. Per example, the result is the adversarial p
 the point of highest loss. Restart ``r`` of target ``t`` starts from a stateless random point
 seeded ``(seed + r, t)``, so a seed fixes the result. The iterations and the runs are
 ``tf.while_loop`` s: the attack traces once and accepts a batch of unknown size.
+
+``largereps`` (L1 only, as AutoAttack's ``use_largereps``, which its standard L1 version turns
+on): each run goes through three stages, at 3 eps, 2 eps and eps, of ``ceil(0.3 steps)``,
+``ceil(0.3 steps)`` and the remaining iterations (``decr_eps_pgd`` in ``autopgd_base.py``). The
+random start is drawn in the 3 eps ball; each later stage starts from the previous stage's point
+of highest loss, projected into its own ball, and every stage sets its L1 top-k from the sparsity
+of its start. Only the last stage, within eps, may find an adversarial example: earlier stages
+keep every example running, as a point misclassified beyond eps does not count.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -40,34 +49,36 @@ _TINY = 1e-12
 # iterations; a sparsity drop below 0.95 resets the step, else it shrinks by 1.5, down to eps / 10.
 _L1_START_FRACTION, _L1_WINDOW, _L1_SPARSER = 0.2, 0.04, 0.95
 _L1_SHRINK, _L1_MIN_STEP = 1.5, 0.1
+# largereps: the stages' eps, as multiples of eps; the first two take this fraction of the steps.
+_LARGEREPS_FACTORS, _LARGEREPS_FRACTION = (3.0, 2.0, 1.0), 0.3
 
 
 def apgd_ce(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
-    restarts: int, rho: float, seed: int,
+    restarts: int, rho: float, seed: int, largereps: bool = False,
 ) -> tf.Tensor:
     """APGD on the cross-entropy loss (APGD-CE)."""
-    config = _Config(norm, eps, steps, rho)
-    return _search(model_fn, x, y, _cross_entropy, y[:, None], config, restarts, seed)
+    stages = _stages(_Config(norm, eps, steps, rho), largereps)
+    return _search(model_fn, x, y, _cross_entropy, y[:, None], stages, restarts, seed)
 
 
 def apgd_dlr(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
-    restarts: int, rho: float, seed: int,
+    restarts: int, rho: float, seed: int, largereps: bool = False,
 ) -> tf.Tensor:
     """APGD on the difference-of-logits-ratio loss (APGD-DLR)."""
-    config = _Config(norm, eps, steps, rho)
-    return _search(model_fn, x, y, _dlr, y[:, None], config, restarts, seed)
+    stages = _stages(_Config(norm, eps, steps, rho), largereps)
+    return _search(model_fn, x, y, _dlr, y[:, None], stages, restarts, seed)
 
 
 def apgd_t(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, norm: float, eps: float, steps: int,
-    restarts: int, rho: float, seed: int, target_classes: int,
+    restarts: int, rho: float, seed: int, target_classes: int, largereps: bool = False,
 ) -> tf.Tensor:
     """APGD on the targeted DLR loss (APGD-T), towards ``target_classes`` classes in turn."""
     targets = top_other_classes(model_fn(x), y, target_classes)
-    config = _Config(norm, eps, steps, rho)
-    return _search(model_fn, x, y, _targeted_dlr, targets, config, restarts, seed)
+    stages = _stages(_Config(norm, eps, steps, rho), largereps)
+    return _search(model_fn, x, y, _targeted_dlr, targets, stages, restarts, seed)
 
 
 def top_other_classes(logits: tf.Tensor, y: tf.Tensor, count: int) -> tf.Tensor:
@@ -82,6 +93,9 @@ class _Config:
     eps: float
     steps: int
     rho: float
+    # L1: the top-k fraction starts from the sparsity of the start point (AutoAttack with an
+    # ``x_init``), not at 20 %.
+    sparsity_from_start: bool = False
 
     @property
     def max_step(self) -> float:
@@ -101,6 +115,23 @@ class _Config:
             length = max(length - shrink, shortest)
             end += length
         return windows
+
+
+def _stages(config: _Config, largereps: bool) -> list[_Config]:
+    """The configs of a run's stages: ``config`` alone, or AutoAttack's ``use_largereps`` stages
+    (3 eps, 2 eps, eps; see the module docstring). Raises ValueError for largereps with Linf, L2."""
+    if not largereps:
+        return [config]
+    if config.norm != 1:
+        raise ValueError(f"largereps applies to norm 1 only. Received: largereps={largereps!r}"
+                         f" with norm={config.norm!r}")
+    early = math.ceil(_LARGEREPS_FRACTION * config.steps)
+    # As AutoAttack; 1 step (where AutoAttack fails) runs 1 + 1 + 0 iterations.
+    steps = (early, early, max(config.steps - 2 * early, 0))
+    return [
+        dataclasses.replace(config, eps=factor * config.eps, steps=count, sparsity_from_start=True)
+        for factor, count in zip(_LARGEREPS_FACTORS, steps)
+    ]
 
 
 class _State(NamedTuple):
@@ -137,8 +168,8 @@ class _Result(NamedTuple):
 
 
 def _search(
-    model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, loss: Loss, targets: tf.Tensor, config: _Config,
-    restarts: int, seed: int,
+    model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, loss: Loss, targets: tf.Tensor,
+    stages: list[_Config], restarts: int, seed: int,
 ) -> tf.Tensor:
     """Runs APGD once per restart and target (column of ``targets``), each on the examples still
     classified correctly; returns the first adversarial point per example, else the best one."""
@@ -150,7 +181,7 @@ def _search(
         target = tf.gather(tf.gather(targets, run // restarts, axis=1), index)
         rows = _Rows(tf.range(tf.size(index)), tf.gather(x, index), tf.gather(y, index), target)
         run_seed = tf.stack([seed + run % restarts, run // restarts])
-        result = _run(model_fn, rows, loss, config, run_seed)
+        result = _run_stages(model_fn, rows, loss, stages, run_seed)
         previous = tf.gather(loss_out, index)
         replace = result.fooled | (result.loss > previous)
         kept = _select(replace, result.x_adv, tf.gather(x_out, index))
@@ -164,16 +195,34 @@ def _search(
     )[1]
 
 
-def _run(model_fn: ModelFn, rows: _Rows, loss: Loss, config: _Config, seed: tf.Tensor) -> _Result:
-    """One APGD run of ``config.steps`` iterations from a random start. An example leaves the
-    run at the first point the model misclassifies; the run ends when none is left."""
+def _run_stages(
+    model_fn: ModelFn, rows: _Rows, loss: Loss, stages: list[_Config], seed: tf.Tensor
+) -> _Result:
+    """One APGD run from a random start in the first stage's ball, through ``stages`` in turn,
+    each from the previous stage's best point projected into its ball (L1); the last stage's
+    result."""
+    x_start = _random_start(stages[0], rows.x, seed)
+    for stage, following in zip(stages, stages[1:]):
+        x_best = _run(model_fn, rows, loss, stage, x_start, last=False).x_adv
+        x_start = project_l1_box(rows.x, x_best, following.eps)
+    return _run(model_fn, rows, loss, stages[-1], x_start, last=True)
+
+
+def _run(
+    model_fn: ModelFn, rows: _Rows, loss: Loss, config: _Config, x_start: tf.Tensor, last: bool
+) -> _Result:
+    """One APGD run of ``config.steps`` iterations from ``x_start``. In the ``last`` stage, an
+    example leaves the run at the first point the model misclassifies, and the run ends when
+    none is left; before it (largereps), every example runs to the end, and the result is its
+    point of highest loss."""
 
     def evaluate(x_adv: tf.Tensor, rows: _Rows) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             logits = tf.cast(model_fn(x_adv), tf.float32)
             losses = loss(logits, rows.y, rows.target)
-        return losses, tape.gradient(losses, x_adv), _argmax(logits) != rows.y
+        wrong = _argmax(logits) != rows.y
+        return losses, tape.gradient(losses, x_adv), wrong if last else tf.zeros_like(wrong)
 
     windows = tf.constant(config.windows())
 
@@ -192,12 +241,11 @@ def _run(model_fn: ModelFn, rows: _Rows, loss: Loss, config: _Config, seed: tf.T
         state = tf.cond(window > 0, checkpoint, lambda: state)
         return i + 1, rows, state, result
 
-    x_start = _random_start(config, rows.x, seed)
     losses, grad, wrong = evaluate(x_start, rows)
     steps = tf.fill(tf.shape(losses), config.max_step)
     state = _State(
         x_start, x_start, grad, losses, x_start, grad, losses, steps,
-        _start_schedule(config, losses, rows.x),
+        _start_schedule(config, losses, rows.x, x_start),
     )
     result = _Result(rows.x, tf.zeros_like(wrong), tf.fill(tf.shape(losses), -np.inf))
     _, rows, state, result = tf.while_loop(
@@ -253,7 +301,12 @@ def _ascend(config: _Config, x: tf.Tensor, state: _State, first: tf.Tensor) -> t
     return project(x, moved, config.norm, config.eps)
 
 
-def _start_schedule(config: _Config, loss: tf.Tensor, x: tf.Tensor) -> tuple[tf.Tensor, ...]:
+def _start_schedule(
+    config: _Config, loss: tf.Tensor, x: tf.Tensor, x_start: tf.Tensor
+) -> tuple[tf.Tensor, ...]:
+    if config.norm == 1 and config.sparsity_from_start:
+        nonzero = _nonzero(x_start - x)
+        return nonzero / _features(x) / _L1_SHRINK, nonzero
     if config.norm == 1:
         return tf.fill(tf.shape(loss), _L1_START_FRACTION), tf.fill(tf.shape(loss), _features(x))
     return tf.zeros_like(loss), loss, tf.ones_like(loss, tf.bool)
@@ -274,7 +327,7 @@ def _checkpoint(config: _Config, x: tf.Tensor, state: _State, window: tf.Tensor)
     step was halved (Linf, L2) or reset (L1)."""
     if config.norm == 1:
         fraction, nonzero_then = state.schedule
-        nonzero = tf.cast(tf.math.count_nonzero(flat(state.x_best - x), axis=1), tf.float32)
+        nonzero = _nonzero(state.x_best - x)
         restart = nonzero < _L1_SPARSER * nonzero_then
         step = tf.clip_by_value(
             tf.where(restart, config.max_step, state.step / _L1_SHRINK),
@@ -292,6 +345,11 @@ def _checkpoint(config: _Config, x: tf.Tensor, state: _State, window: tf.Tensor)
         x_adv=_select(restart, state.x_best, state.x_adv),
         grad=_select(restart, state.grad_best, state.grad), step=step, schedule=schedule,
     )
+
+
+def _nonzero(delta: tf.Tensor) -> tf.Tensor:
+    """The number of nonzero coordinates of each example, as floats ([N])."""
+    return tf.cast(tf.math.count_nonzero(flat(delta), axis=1), tf.float32)
 
 
 def _features(x: tf.Tensor) -> tf.Tensor:

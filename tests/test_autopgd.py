@@ -1,6 +1,7 @@
 """Auto-PGD (``apgd_ce``, ``apgd_dlr``, ``apgd_t``): agreement with ART, L1, targets, seeds,
-batches of unknown size, the L1-box projection and the step-size schedule. test_attacks.py
-covers what every attack must do (shape, range, ball, accuracy drop, stopped gradient)."""
+batches of unknown size, the L1-box projection, the step-size schedule and L1 ``largereps``.
+test_attacks.py covers what every attack must do (shape, range, ball, accuracy drop, stopped
+gradient)."""
 from __future__ import annotations
 
 import keras
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from metaadv_tf import autopgd
+from metaadv_tf.attack_specs import format_attack, parse_attack
 from metaadv_tf.attacks import L1_EPS, get_attack
-from metaadv_tf.autopgd import _Config, top_other_classes
+from metaadv_tf.autopgd import _Config, _stages, top_other_classes
 from metaadv_tf.projections import project_l1_ball, project_l1_box
 
 IMAGES = tf.TensorSpec([None, 28, 28, 1], tf.float32)
@@ -87,11 +90,13 @@ def test_targeted_is_at_least_as_strong_as_cross_entropy(trained_cnn):
     assert robust["apgd_t"] <= robust["apgd_ce"] + ART_MARGIN, robust
 
 
-@pytest.mark.parametrize("norm", ["inf", 2, 1])
-def test_a_seed_fixes_the_result(norm, trained_cnn):
+@pytest.mark.parametrize("norm, largereps", [("inf", False), (2, False), (1, False), (1, True)])
+def test_a_seed_fixes_the_result(norm, largereps, trained_cnn):
     model, x, y = trained_cnn
     x, y = x[:16], y[:16]
-    run = lambda seed: get_attack("apgd_dlr", norm=norm, steps=3, seed=seed)(model, x, y).numpy()
+    run = lambda seed: get_attack(
+        "apgd_dlr", norm=norm, steps=3, seed=seed, largereps=largereps
+    )(model, x, y).numpy()
     first = run(0)
     np.testing.assert_array_equal(first, run(0))
     assert not np.array_equal(first, run(1))
@@ -165,3 +170,82 @@ def test_l1_box_projection_inside_the_box_is_the_l1_ball_projection():
     delta = 0.01 * tf.random.stateless_normal([4, 28, 28, 1], seed=[0, 0])
     expected = x + project_l1_ball(delta, 0.5)
     np.testing.assert_allclose(project_l1_box(x, x + delta, 0.5), expected, atol=1e-6)
+
+
+# largereps (AutoAttack's use_largereps, L1): stages at 3 eps, 2 eps, eps.
+LARGEREPS_EPS = 2.0  # leaves the fixture model about half its accuracy (L1_EPS leaves it none)
+
+
+@pytest.mark.parametrize("name", ["apgd_ce", "apgd_t"])
+def test_largereps_stays_in_the_l1_ball_and_the_box(name, trained_cnn):
+    """The runner itself, without the projection ``Attack`` adds: only the last stage, within
+    eps, may return a point, though the earlier stages fool the model at 3 eps and 2 eps."""
+    model, x, y = trained_cnn
+    x, y = x[:EXAMPLES], y[:EXAMPLES]
+    targets = {"target_classes": 2} if name == "apgd_t" else {}
+    x_adv = getattr(autopgd, name)(
+        model, tf.constant(x), tf.constant(y, tf.int32), norm=1.0, eps=LARGEREPS_EPS, steps=10,
+        restarts=1, rho=0.75, seed=0, largereps=True, **targets,
+    ).numpy()
+    assert np.abs(x_adv - x).reshape(len(x), -1).sum(axis=1).max() <= LARGEREPS_EPS + 1e-4
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert accuracy(model, x_adv, y) < accuracy(model, x, y)
+
+
+def test_largereps_earlier_stages_run_every_example_to_the_end(trained_cnn):
+    """A stage before the last (beyond eps) counts no example as fooled, and hands on each
+    example's point of highest loss (AutoAttack's ``x_best``), not its first misclassified one."""
+    model, x, y = trained_cnn
+    x, y = tf.constant(x[:EXAMPLES]), tf.constant(y[:EXAMPLES], tf.int32)
+    rows = autopgd._Rows(tf.range(EXAMPLES), x, y, y[:, None])
+    first = _stages(_Config(1.0, LARGEREPS_EPS, STEPS, 0.75), True)[0]
+    x_start = autopgd._random_start(first, x, tf.constant([0, 0]))
+    result = autopgd._run(model, rows, autopgd._cross_entropy, first, x_start, last=False)
+    assert not result.fooled.numpy().any()
+    np.testing.assert_allclose(result.loss, autopgd._cross_entropy(model(result.x_adv), y, None),
+                               rtol=1e-4, atol=1e-4)
+    assert accuracy(model, result.x_adv, y.numpy()) < accuracy(model, x, y.numpy()) - 0.2
+
+
+def test_largereps_is_at_least_as_strong(trained_cnn):
+    model, x, y = trained_cnn
+    x, y = x[:EXAMPLES], y[:EXAMPLES]
+    robust = {
+        largereps: accuracy(model, compiled(get_attack(
+            "apgd_ce", norm=1, eps=LARGEREPS_EPS, steps=STEPS, largereps=largereps
+        ), model)(x, y), y)
+        for largereps in (False, True)
+    }
+    print(f"apgd_ce L1 eps={LARGEREPS_EPS}: robust accuracy {robust} (largereps False, True)")
+    assert robust[False] < accuracy(model, x, y), robust
+    assert robust[True] <= robust[False] + ART_MARGIN, robust
+
+
+def test_largereps_stages_follow_autoattack():
+    """``decr_eps_pgd``: 3 eps, 2 eps, eps for ceil(0.3 n), ceil(0.3 n) and the rest of n steps."""
+    config = _Config(1.0, 10.0, 100, 0.75)
+    assert _stages(config, False) == [config]
+    stages = _stages(config, True)
+    assert [(stage.eps, stage.steps) for stage in stages] == [(30.0, 30), (20.0, 30), (10.0, 40)]
+    assert all(stage.sparsity_from_start for stage in stages)
+    assert [stage.steps for stage in _stages(_Config(1.0, 10.0, 25, 0.75), True)] == [8, 8, 9]
+    assert [stage.steps for stage in _stages(_Config(1.0, 10.0, 1, 0.75), True)] == [1, 1, 0]
+
+
+@pytest.mark.parametrize("name", ["apgd_ce", "apgd_dlr", "apgd_t"])
+def test_largereps_setting(name):
+    attack = get_attack(name, norm=1, largereps=True)
+    assert attack.settings["largereps"] is True and get_attack(name).settings["largereps"] is False
+    assert parse_attack(format_attack(attack)) == attack
+    with pytest.raises(ValueError, match="largereps must be True or False.*largereps='yes'"):
+        get_attack(name, norm=1, largereps="yes")
+    for norm in ("inf", 2):
+        with pytest.raises(ValueError, match=f"norm=1 only.*largereps=True with norm={norm!r}"):
+            get_attack(name, norm=norm, largereps=True)
+
+
+def test_largereps_runner_refuses_other_norms(trained_cnn):
+    model, x, y = trained_cnn
+    with pytest.raises(ValueError, match="norm 1 only.*largereps=True with norm=inf"):
+        autopgd.apgd_ce(model, x[:2], y[:2], norm=np.inf, eps=0.1, steps=3, restarts=1, rho=0.75,
+                        seed=0, largereps=True)
