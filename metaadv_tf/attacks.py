@@ -134,9 +134,10 @@ ATTACKS.register(
 
 # Auto-PGD (Croce & Hein 2020; L1 as in Croce & Hein 2021): ``steps`` iterations per restart
 # (and per target class for apgd_t); ``rho`` is the step-size schedule's checkpoint criterion.
-# ``largereps`` (L1 only): AutoAttack's stages at 3 eps, 2 eps, then eps (``autopgd``).
+# ``largereps`` (L1 only): AutoAttack's stages at 3 eps, 2 eps, then eps (``autopgd``); None (the
+# default) means AutoAttack's standard: on for L1, off otherwise.
 _APGD = {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "rho": 0.75, "seed": 0,
-         "largereps": False}
+         "largereps": None}
 ATTACKS.register("apgd_ce", AttackSpec("autopgd.apgd_ce", _APGD, norms=("inf", 2, 1)))
 ATTACKS.register("apgd_dlr", AttackSpec("autopgd.apgd_dlr", _APGD, norms=("inf", 2, 1)))
 ATTACKS.register(
@@ -169,7 +170,7 @@ ATTACKS.register(
     AttackSpec(
         "autoattack.autoattack",
         {"eps": None, "norm": "inf", "steps": 100, "restarts": 1, "target_classes": 9,
-         "queries": 5000, "seed": 0},
+         "queries": 5000, "seed": 0, "largereps": None},
         norms=("inf", 2, 1),
     ),
 )
@@ -294,6 +295,9 @@ def _resolve(name: str, spec: AttackSpec, settings: Mapping[str, Any]) -> dict[s
         values["norm"] = _check_norm(name, values["norm"], spec.norms)
     if values.get("eps", 0) is None:
         values["eps"] = DEFAULT_EPS[values["norm"]]
+    for key, norm in _ONE_NORM_ONLY.items():
+        if key in values and values[key] is None:
+            values[key] = values["norm"] == norm
     for key, value in values.items():
         if key != "norm" and value is not None:
             values[key] = _CHECKS[key](key, value)
@@ -384,5 +388,6 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "samples": _check_non_negative_int,
     "largereps": _check_bool,
 }
-# Settings that, when true, apply to one norm only: AutoAttack uses APGD's largereps for L1 only.
+# Settings that, when true, apply to one norm only (None: true for that norm): AutoAttack uses
+# APGD's largereps for L1 only.
 _ONE_NORM_ONLY = {"largereps": 1}

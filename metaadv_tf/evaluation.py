@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from metaadv_tf.attack_specs import parse_attack
+from metaadv_tf.attack_specs import format_attack, parse_attack
 from metaadv_tf.attacks import Attack, attack_labels, eps_label
 from metaadv_tf.evaluation_cache import EvaluationCache
 from metaadv_tf.io_utils import atomic_write_text
@@ -122,8 +122,8 @@ def evaluate(
 
     batches = _batches(x, y, batch_size)
 
-    def correct_flags(label: str, make_step: Callable[[], CorrectFn]) -> tuple[np.ndarray, float]:
-        stored = cache.get(label, len(x)) if cache else None
+    def correct_flags(label: str, make_step: Callable[[], CorrectFn], what: str) -> tuple[np.ndarray, float]:
+        stored = cache.get(label, len(x), what) if cache else None
         if stored is not None:
             return stored
         if seed is not None:
@@ -132,13 +132,14 @@ def evaluate(
         flags = _run(make_step(), batches, len(x), label, progress)
         result = flags, time.perf_counter() - start
         if cache:
-            cache.put(label, *result)
+            cache.put(label, *result, what)
         return result
 
-    clean, _ = correct_flags(CLEAN_LABEL, lambda: tf.function(_correct_fn(model_fn)))
+    clean, _ = correct_flags(CLEAN_LABEL, lambda: tf.function(_correct_fn(model_fn)), CLEAN_LABEL)
     robust, seconds = {}, {}
     for label, attack in labelled.items():
-        flags, seconds[label] = correct_flags(label, lambda: _attack_step(attack, model_fn))
+        flags, seconds[label] = correct_flags(label, lambda: _attack_step(attack, model_fn),
+                                              format_attack(attack))
         robust[label] = clean & flags
 
     def worst_case(labels: Sequence[str]) -> float:

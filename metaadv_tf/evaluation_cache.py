@@ -22,25 +22,29 @@ from metaadv_tf.io_utils import atomic_write_text
 class EvaluationCache:
     """Per-example correctness flags and seconds by attack label, in one JSON file under a key.
 
-    The key names what is evaluated (weights, data, protocol). A file written under another key,
-    or one that cannot be read, is set aside with a warning and replaced as results come in, so
-    stale results are never reused. Writes are atomic.
+    The key names what is evaluated (weights, data, protocol settings other than the attacks);
+    each entry also records its attack's full spec, so changing one attack of a protocol reruns
+    that attack only. A file written under another key, or one that cannot be read, is set aside
+    with a warning and replaced as results come in, so stale results are never reused. Writes
+    are atomic.
     """
 
     def __init__(self, path: str, key: str) -> None:
         self.path, self.key = path, key
         self._results: dict[str, dict[str, Any]] = self._read()
 
-    def get(self, label: str, num_examples: int) -> tuple[np.ndarray, float] | None:
-        """The flags and seconds stored for ``label``, or None if absent or of another length."""
+    def get(self, label: str, num_examples: int, attack: str) -> tuple[np.ndarray, float] | None:
+        """The flags and seconds stored for ``label``, or None if absent, of another length or
+        made by another ``attack`` (its spec)."""
         entry = self._results.get(label)
-        if entry is None or len(entry["flags"]) != num_examples:
+        if entry is None or len(entry["flags"]) != num_examples or entry.get("attack") != attack:
             return None
         return np.array([bit == "1" for bit in entry["flags"]], dtype=bool), float(entry["seconds"])
 
-    def put(self, label: str, flags: np.ndarray, seconds: float) -> None:
-        """Stores the results of ``label`` and rewrites the file."""
-        self._results[label] = {"flags": "".join("1" if f else "0" for f in flags), "seconds": seconds}
+    def put(self, label: str, flags: np.ndarray, seconds: float, attack: str) -> None:
+        """Stores the results of ``label`` made by ``attack`` (its spec) and rewrites the file."""
+        self._results[label] = {"flags": "".join("1" if f else "0" for f in flags), "seconds": seconds,
+                                "attack": attack}
         text = json.dumps({"key": self.key, "results": self._results}, indent=1)
         atomic_write_text(self.path, text + "\n")
 
@@ -62,6 +66,11 @@ class EvaluationCache:
         return results
 
 
+# protocol settings that name attacks or group their results: not part of a cache's key (each
+# cache entry records its own attack), as the per-example flags do not depend on them
+ATTACK_SETTINGS = ("attacks", "groups", "unions", "seen", "unseen")
+
+
 def evaluation_key(weights: list[np.ndarray], protocol: Mapping[str, Any], dataset: str) -> str:
     """A sha256 over the weight values, the dataset name and the protocol (attacks, N, seed...)."""
     digest = hashlib.sha256()
@@ -75,4 +84,5 @@ def open_cache(path: str | None, model: Any, protocol: Mapping[str, Any], datase
     """The cache at ``path`` for ``model``'s weights under ``protocol`` (None without a path)."""
     if not path:
         return None
-    return EvaluationCache(path, evaluation_key([w.numpy() for w in model.weights], protocol, dataset))
+    data = {key: value for key, value in protocol.items() if key not in ATTACK_SETTINGS}
+    return EvaluationCache(path, evaluation_key([w.numpy() for w in model.weights], data, dataset))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from metaadv_tf.attack_specs import format_attack
 from metaadv_tf.attacks import get_attack
 from metaadv_tf.evaluation import EvaluationReport, evaluate
 from metaadv_tf.models import SmallCNN
@@ -209,7 +210,7 @@ def test_seeded_attack_does_not_depend_on_the_others(threshold_data, tmp_path):
     for attacks in ([RandomFlipAttack("noisy", ())], [RandomFlipAttack("other", ()), RandomFlipAttack("noisy", ())]):
         cache = EvaluationCache(str(tmp_path / f"{len(attacks)}.json"), "k")
         evaluate(threshold_model, x, y, attacks, seed=7, cache=cache)
-        flags.append(cache.get("noisy", len(x))[0])
+        flags.append(cache.get("noisy", len(x), format_attack(attacks[-1]))[0])
     assert 0 < flags[0].sum() < len(x) - 20  # some examples flipped, some not
     np.testing.assert_array_equal(flags[0], flags[1])
 
@@ -232,6 +233,10 @@ def test_cache_resumes_an_interrupted_evaluation(cnn, tmp_path, monkeypatch):
     assert resumed.robust_accuracy == uninterrupted.robust_accuracy
     assert resumed.worst_case_accuracy == uninterrupted.worst_case_accuracy
     built.clear()
+    stronger = [attacks[0], get_attack("pgd_linf", eps=0.05, steps=3)]
+    evaluate(cnn, x, y, stronger, seed=1, cache=EvaluationCache(path, "k"))
+    assert built == ["pgd_linf"]  # only the attack whose settings changed runs again
+    built.clear()
     evaluate(cnn, x, y, attacks, seed=1, cache=EvaluationCache(path, "another model"))
     assert built == ["fgsm", "pgd_linf"]  # results under another key are not reused
 
@@ -242,11 +247,12 @@ def test_unreadable_cache_is_set_aside(tmp_path, caplog):
     path = tmp_path / "cache.json"
     path.write_text('{"key": "k", "results": {"clean": {"flags": "10"')  # truncated
     cache = EvaluationCache(str(path), "k")
-    assert cache.get("clean", 2) is None
+    assert cache.get("clean", 2, "clean") is None
     assert "unreadable evaluation cache" in caplog.text
-    cache.put("clean", np.array([True, False]), 1.5)
-    flags, seconds = EvaluationCache(str(path), "k").get("clean", 2)
+    cache.put("clean", np.array([True, False]), 1.5, "clean")
+    flags, seconds = EvaluationCache(str(path), "k").get("clean", 2, "clean")
     assert flags.tolist() == [True, False] and seconds == 1.5
+    assert EvaluationCache(str(path), "k").get("clean", 2, "fgsm(eps=0.1)") is None  # another attack
 
 
 def test_one_trace_per_attack_is_not_reported_as_retracing(caplog):

@@ -56,9 +56,16 @@ def get_attack_from(spec: str):
 ])
 def test_autoattack_stages_by_norm(norm, names):
     attack = get_attack("autoattack", norm=norm)
-    found = stages(attack.norm, attack.eps, 100, 1, 9, 5000, 0)
+    assert attack.settings["largereps"] == (norm == 1)  # AutoAttack's standard: L1 only
+    found = stages(attack.norm, attack.eps, 100, 1, 9, 5000, 0, attack.settings["largereps"])
     assert [stage.name for stage in found] == names
     assert all(stage.eps == attack.eps and stage.norm == attack.norm for stage in found)
+    apgd = [stage for stage in found if stage.name.startswith("apgd")]
+    assert all(stage.settings["largereps"] == (norm == 1) for stage in apgd)
+
+
+def test_protocol_v2_l1_is_autoattack_with_large_radii_first():
+    assert "largereps=True" in get_protocol("v2").settings(["Linf"])["attacks"]["L1"]
 
 
 def test_autoattack_is_at_least_as_strong_as_each_of_its_stages(trained_cnn):
