@@ -520,6 +520,14 @@ def evaluate_card(
     return {"settings": settings, "metrics": metrics}
 
 
+def evaluation_is_current(card: ModelCard, protocol: str = "v2") -> bool:
+    """Whether ``card`` holds results of ``protocol`` under the protocol's current settings."""
+    from metaadv_tf.protocols import get_protocol
+
+    stored = card.evaluations.get(protocol)
+    return stored is not None and stored["settings"] == get_protocol(protocol).settings(seen_threat_models(card))
+
+
 def store_evaluation(name: str, protocol: str, record: Mapping[str, Any], *, directory: str | None = None) -> ModelCard:
     """Writes ``record`` (from ``evaluate_card``) into zoo model ``name``'s card, atomically."""
     card = get_card(name, directory=directory)

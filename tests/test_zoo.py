@@ -98,6 +98,10 @@ def test_v2_results_name_the_protocol_evaluate_runs(name):
     card = zoo.get_card(name)
     record = card.evaluations["v2"]
     assert record["settings"] == get_protocol("v2").settings(zoo.seen_threat_models(card))
+    assert zoo.evaluation_is_current(card)
+    older = {**record["settings"], "attacks": {**record["settings"]["attacks"], "L1": "apgd_ce(norm=1)"}}
+    assert not zoo.evaluation_is_current(dataclasses.replace(card, evaluations={"v2": {**record, "settings": older}}))
+    assert not zoo.evaluation_is_current(dataclasses.replace(card, evaluations={}))
     metrics = record["metrics"]
     assert set(metrics["robust_accuracy"]) == set(record["settings"]["attacks"])
     assert set(metrics["union"]) == {"Lp", "all", "seen", "unseen"} - {
