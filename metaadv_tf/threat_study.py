@@ -155,11 +155,9 @@ def measure(model: "keras.Model", dataset: str, settings: dict[str, Any], direct
     from these weights and settings, else measured (resuming from the folder's attack cache)."""
     key = evaluation_key([w.numpy() for w in model.weights], settings, dataset)
     path = os.path.join(directory, RESULT)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-        if record["key"] == key:
-            return record["metrics"]
+    stored = _stored_metrics(path, "key", key)
+    if stored is not None:
+        return stored
     metrics = run_protocol(model, dataset, settings, progress=True,
                            cache_path=os.path.join(directory, "v2_cache.json"))
     atomic_write_text(path, json.dumps({"key": key, "settings": settings, "metrics": metrics}, indent=2) + "\n")
@@ -168,13 +166,19 @@ def measure(model: "keras.Model", dataset: str, settings: dict[str, Any], direct
 
 def _unadapted_metrics(directory: str, model: "keras.Model", dataset: str, settings: dict[str, Any]) -> dict:
     """The best checkpoint's metrics: from the run's ``v2.json`` if measured with ``settings``."""
-    path = os.path.join(directory, V2_RECORD)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-        if record["settings"] == settings:
-            return record["metrics"]
+    stored = _stored_metrics(os.path.join(directory, V2_RECORD), "settings", settings)
+    if stored is not None:
+        return stored
     return measure(model, dataset, settings, os.path.join(directory, ADAPTATION_DIR, "k0"))
+
+
+def _stored_metrics(path: str, field: str, expected: Any) -> dict | None:
+    """The ``metrics`` of the JSON record at ``path`` if it exists and its ``field`` is ``expected``."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    return record["metrics"] if record[field] == expected else None
 
 
 def _adaptation_folder(directory: str, model: "keras.Model", finetuning: str, k: int, attack: str,

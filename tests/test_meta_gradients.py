@@ -120,17 +120,10 @@ def test_reptile_direction_is_mean_of_parameter_differences():
 def test_pre_adaptation_weight_adds_the_support_loss_of_theta(float64, weight):
     """Each task's meta-loss is L_query(θ'_i) + w · L_support(θ), differentiated exactly."""
     model, batch, params, state = _setup(batchnorm=False)
-    config = TrainConfig(method="mat", model_args={"width": 2}, steps=1, epochs=None,
-                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6,
-                                         inner_learning_rate=0.5, pre_adaptation_weight=weight))
-    method = build_method(model, config)
-    method.adversarial = False
-    x = tf.reshape(tf.concat([batch.support_x, batch.query_x], 1), [24, 8, 8, 1])
-    y = tf.reshape(tf.concat([batch.support_y, batch.query_y], 1), [24])
+    method = _pooled_method(model, "mat", inner_learning_rate=0.5, pre_adaptation_weight=weight)
     with tf.GradientTape() as tape:
         tape.watch(params)
-        loss, _, query_losses, _ = method.loss(params, state, x, y, {"tasks": batch.task_ids,
-                                                                     "codes": batch.codes}, tape)
+        loss, _, query_losses, _ = method.loss(params, state, *_step_inputs(batch), tape)
     grads = tape.gradient(loss, params)
 
     with tf.GradientTape() as tape:
@@ -151,11 +144,7 @@ def test_learned_inner_rates_get_the_meta_gradient_of_their_task(float64):
     """Meta-SGD, one first-order inner step: dL_q(θ − α g_s)/d log α_k = −α_k ∇_k L_q(θ') · g_s,k,
     for the sampled task's rates only."""
     model, batch, params, state = _setup(batchnorm=False)
-    config = TrainConfig(method="fomaml", model_args={"width": 2}, steps=1, epochs=None,
-                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6, inner_learning_rate=0.3,
-                                         learn_inner_rates=True))
-    method = build_method(model, config)
-    method.adversarial = False
+    method = _pooled_method(model, "fomaml", inner_learning_rate=0.3, learn_inner_rates=True)
     with tf.GradientTape() as tape:
         tape.watch(params)
         terms = maml_task_losses(model, params, state, None, batch, method.inner, tape, adversarial=False,
@@ -178,15 +167,9 @@ def test_learned_inner_rates_get_the_meta_gradient_of_their_task(float64):
 @pytest.mark.parametrize("weight", [0.0, 0.7])
 def test_consistency_weight_adds_kl_from_adapted_to_deployed_predictions(float64, weight):
     model, batch, params, state = _setup(batchnorm=False)
-    config = TrainConfig(method="mat", model_args={"width": 2}, steps=1, epochs=None,
-                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6, inner_learning_rate=0.5,
-                                         consistency_weight=weight))
-    method = build_method(model, config)
-    method.adversarial = False
-    x = tf.reshape(tf.concat([batch.support_x, batch.query_x], 1), [24, 8, 8, 1])
-    y = tf.reshape(tf.concat([batch.support_y, batch.query_y], 1), [24])
+    method = _pooled_method(model, "mat", inner_learning_rate=0.5, consistency_weight=weight)
     with tf.GradientTape() as tape:
-        loss = method.loss(params, state, x, y, {"tasks": batch.task_ids, "codes": batch.codes}, tape)[0]
+        loss = method.loss(params, state, *_step_inputs(batch), tape)[0]
     expected = 0.0
     for i in range(2):
         fast, _, _ = adapt(model, params, state, batch.support_x[i], batch.support_y[i], steps=1,
@@ -198,3 +181,20 @@ def test_consistency_weight_adds_kl_from_adapted_to_deployed_predictions(float64
         assert kl > 1e-6
         expected += 0.5 * (float(query) + weight * kl)
     np.testing.assert_allclose(float(loss), expected, rtol=1e-8)
+
+
+def _pooled_method(model, method: str, **meta):
+    """``method`` for ``_setup``'s model and 2 x (6 + 6) task batches, taking them as already
+    adversarial (as from pools)."""
+    config = TrainConfig(method=method, model_args={"width": 2}, steps=1, epochs=None,
+                         meta=MetaConfig(num_tasks=2, support_size=6, query_size=6, **meta))
+    built = build_method(model, config)
+    built.adversarial = False
+    return built
+
+
+def _step_inputs(batch: TaskBatch) -> tuple:
+    """``_setup``'s task batch as a method step takes it: flat images, labels, sampled tasks."""
+    x = tf.reshape(tf.concat([batch.support_x, batch.query_x], 1), [24, 8, 8, 1])
+    y = tf.reshape(tf.concat([batch.support_y, batch.query_y], 1), [24])
+    return x, y, {"tasks": batch.task_ids, "codes": batch.codes}
