@@ -36,7 +36,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # MAT variants: label -> (method, MetaConfig changes to the MAT recipe). "mem": perturbation memory
 # with 1 attack step per visit (metaadv_tf.meta.memory); "rates": learned per-task inner learning
 # rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task
-# attention; "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "inner5": 5 inner steps.
+# attention; "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
+# steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN, results/efficiency.md).
 VARIANTS = {
     "mat_mem": ("mat", {"memory_steps": 1}),
     "fomaml_mem": ("fomaml", {"memory_steps": 1}),
@@ -45,6 +46,7 @@ VARIANTS = {
     "mat_mem_attention": ("mat", {"memory_steps": 1, "task_attention": True}),
     "mat_mem_metabn": ("mat", {"memory_steps": 1, "meta_batchnorm": True}),
     "fomaml_mem_inner5": ("fomaml", {"memory_steps": 1, "inner_steps": 5}),
+    "fomaml_mem_inner1": ("fomaml", {"memory_steps": 1, "inner_steps": 1}),
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
