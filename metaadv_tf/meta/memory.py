@@ -12,7 +12,10 @@ epoch, a per-task memory would be revisited once every T epochs, while the share
 every epoch (a perturbation from another Lp ball, projected, is still a good start). It is stored
 as int8 codes with a float32 scale per image (``max |δ|``), 1 byte per pixel plus 4 per image:
 quantization moves each pixel by at most scale/254, and every continuation projects again. It is a
-variable, so it is checkpointed with the run and a resumed run continues it.
+variable, so it is checkpointed with the run and a resumed run continues it. A perturbation is
+stored for the image as the training data gives it (no augmentation): a pipeline that crops or
+flips would have to transform the stored perturbation too, as ATTA does. On an image's first visit
+the memory is zero, so the attack starts at the clean image (ATTA's ramp-up over epochs).
 """
 from __future__ import annotations
 
