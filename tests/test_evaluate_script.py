@@ -76,3 +76,11 @@ def test_output_has_no_log_lines_unless_verbosity_is_given(model_path):
     verbose = run_evaluate(*flags, "--verbosity=0")
     assert verbose.returncode == 0, verbose.stderr
     assert re.search(r"^I\d{4} .* dataset_info\.py:\d+\] Load dataset info", verbose.stderr, re.MULTILINE)
+
+
+def test_research_artifact_warning_is_one_line():
+    result = run_evaluate("--model=cnn_fomaml", "--attacks=fgsm", "--num_examples=4", "--batch_size=4")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "research artifact" in line]
+    assert len(lines) == 1 and lines[0].startswith("Warning: Zoo model 'cnn_fomaml' is a research artifact")
+    assert "warnings.warn" not in result.stderr and "return load_model" not in result.stderr

@@ -2,8 +2,8 @@
 
 A program module calls ``import_tensorflow()`` before its other imports and ``run(_main, ...)``
 from its ``main()``. By default its output is the program's own: no INFO lines (TFDS's, or
-TensorFlow's C++ notices) and no warnings from TensorFlow's Python side (retracing, deprecation,
-AutoGraph). absl's ``--verbosity`` flag shows them: ``--verbosity=-1`` warnings, ``0`` INFO too;
+TensorFlow's C++ notices), no warnings from TensorFlow's Python side (retracing, deprecation,
+AutoGraph), and Python warnings (e.g. a zoo research artifact's) as one ``Warning: ...`` line. absl's ``--verbosity`` flag shows them: ``--verbosity=-1`` warnings, ``0`` INFO too;
 ``TF_CPP_MIN_LOG_LEVEL`` (default here: 2) governs TensorFlow's C++ lines as usual.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from typing import Any, Callable, Sequence
 
 from absl import app, flags, logging
@@ -64,6 +65,7 @@ def run(main: Callable[[list[str]], Any], flag_modules: Sequence[str] = ()) -> N
     def configured(argv: list[str]) -> Any:
         if not flags.FLAGS["verbosity"].present:
             quiet_logs()
+            warnings.formatwarning = one_line_warning
         return main(argv)
 
     app.run(configured)
@@ -75,6 +77,12 @@ def quiet_logs() -> None:
 
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], *location: Any) -> str:
+    """A Python warning as the program's own one line (``Warning: ...``), without the source line."""
+    del category, location
+    return f"Warning: {message}\n"
 
 
 def _hidden(line: str, level: int) -> bool:
