@@ -153,5 +153,5 @@ def test_threat_model_study_trains_validates_and_measures_v2(tmp_path):
     assert records[0]["settings"]["unseen"] == ["L1"] and records[0]["settings"]["num_examples"] == 8
     assert records[0]["images_seen"] == 4 * 128  # 512 training images, 1 epoch
     assert (tmp_path / "runs" / "no_L1" / "sat_seed1" / "best.weights.h5").exists()
-    assert "| no_L1 | L1 | sat | 1 |" in output.read_text()
+    assert "| no_L1 | L1 | sat | 1 |" in output.read_text() and "| train min |" in output.read_text()
     assert (tmp_path / "study_validation.png").stat().st_size > 0  # the validation curves

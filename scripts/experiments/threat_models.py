@@ -3,8 +3,8 @@
     python scripts/experiments/threat_models.py --methods=mat,sat --seeds=0,1,2 \
         --output=results/threat_models.md
 
-A method may also be one of the MAT variants in ``metaadv_tf.threat_study.VARIANTS`` (e.g. ``mat_mem``: the MAT recipe
-with a perturbation memory), each trained and reported as its own row.
+A method may also be one of the MAT variants in ``metaadv_tf.threat_study.VARIANTS`` (e.g.
+``mat_mem``: the MAT recipe with a perturbation memory), each trained and reported as its own row.
 
 Every (task set, method, seed) trains the small CNN in ``--workdir/SET/METHOD_seedS`` with one
 recipe (SGD with momentum and weight decay, a cosine schedule, ``--epochs`` of the training split
@@ -12,7 +12,8 @@ minus ``--validation_examples`` held-out images, validated every half epoch on t
 tasks' union, best checkpoint kept), then measures the best checkpoint with protocol v2 (seen =
 the set's threat models). Runs and evaluations resume when the script is rerun. The table gives,
 per task set and method, mean ± standard deviation over the seeds of clean accuracy, the held-out
-threat model's accuracy, and the unions.
+threat model's accuracy, each threat model's, the unions, and the mean training minutes; validation
+curves go to OUTPUT_validation.png.
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, plot_curves,  # noqa: E402
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.protocols import run_protocol  # noqa: E402
+from metaadv_tf.protocols import THREAT_MODELS, run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANTS, held_out, recipe,  # noqa: E402
                                      run_dir, v2_settings, validation_curve)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
@@ -79,18 +81,21 @@ def run(task_set: str, method: str, seed: int) -> dict:
 
 
 def summary_rows(records: list[dict]) -> list[list[str]]:
-    """Per (task set, method): mean ± std over seeds of clean, held-out and union accuracy (%)."""
+    """Per (task set, method): mean ± std over seeds of clean, held-out, per-threat-model and
+    union accuracy (%), and the mean training minutes."""
     rows = []
     for task_set in FLAGS.task_sets:
         left_out = held_out(task_set)
         for method in FLAGS.methods:
-            mine = [r["metrics"] for r in records if (r["task_set"], r["method"]) == (task_set, method)]
-            values = {"clean": [m["clean_accuracy"] for m in mine],
-                      "held out": [m["robust_accuracy"][left_out[0]] for m in mine] if left_out else [],
-                      "union seen": [m["union"]["seen"] for m in mine],
-                      "union all": [m["union"]["all"] for m in mine]}
+            mine = [r for r in records if (r["task_set"], r["method"]) == (task_set, method)]
+            metrics = [r["metrics"] for r in mine]
+            values = [[m["clean_accuracy"] for m in metrics],
+                      [m["robust_accuracy"][left_out[0]] for m in metrics] if left_out else [],
+                      *([m["robust_accuracy"][tm] for m in metrics] for tm in THREAT_MODELS),
+                      [m["union"]["seen"] for m in metrics], [m["union"]["all"] for m in metrics]]
+            minutes = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.0f}" if mine else "-"
             rows.append([task_set, ",".join(left_out) or "-", method, str(len(mine)),
-                         *(mean_std(v) for v in values.values())])
+                         *(mean_std(v) for v in values), minutes])
     return rows
 
 
@@ -112,8 +117,8 @@ def main(argv: list[str]) -> None:
     del argv
     records = [run(task_set, method, int(seed)) for task_set in FLAGS.task_sets
                for method in FLAGS.methods for seed in FLAGS.seeds]
-    header = ["task set", "held out", "method", "seeds", "clean", "held out acc", "union seen",
-              "union all"]
+    header = ["task set", "held out", "method", "seeds", "clean", "held out acc", *THREAT_MODELS,
+              "union seen", "union all", "train min"]
     plot_validation()
     write_results(FLAGS.output, "MAT across threat models",
                   "Small CNN on Fashion-MNIST; protocol v2 on each run's best validation checkpoint;"
