@@ -6,7 +6,7 @@
 A method may also be one of the MAT variants in ``metaadv_tf.threat_study.VARIANTS`` (e.g.
 ``mat_mem``: the MAT recipe with a perturbation memory), each trained and reported as its own row.
 
-Every (task set, method, seed) trains the small CNN in ``--workdir/SET/METHOD_seedS`` with one
+Every (task set, method, seed) trains the small CNN (``--model``) in ``--workdir/SET/METHOD_seedS`` with one
 recipe (SGD with momentum and weight decay, a cosine schedule, ``--epochs`` of the training split
 minus ``--validation_examples`` held-out images, validated every half epoch on the training
 tasks' union, best checkpoint kept), then measures the best checkpoint with protocol v2 (seen =
@@ -44,6 +44,7 @@ flags.DEFINE_integer("validation_examples", 2000, "Last training images held out
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images (tests).")
 flags.DEFINE_integer("eval_every", None, "Validate every N steps (default: every half epoch).")
 flags.DEFINE_integer("eval_examples", None, "Attacked test images (default: protocol v2's).")
+flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's ResNet-18 entries, issue 19).")
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
 
@@ -54,7 +55,7 @@ def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
     train_images = (FLAGS.train_examples or 60000) - FLAGS.validation_examples
     eval_every = FLAGS.eval_every or max(1, train_images // 128 // 2)
     return TrainConfig(
-        method=method, model="cnn", train_attacks=",".join(TASKS[tm] for tm in TASK_SETS[task_set]),
+        method=method, model=FLAGS.model, train_attacks=",".join(TASKS[tm] for tm in TASK_SETS[task_set]),
         epochs=FLAGS.epochs, steps=None, batch_size=128, optimizer="sgd", learning_rate=0.05,
         weight_decay=5e-4, lr_schedule="cosine", seed=seed, meta=meta,
         train_examples=FLAGS.train_examples, validation_examples=FLAGS.validation_examples,
