@@ -60,6 +60,9 @@ def define_train_flags() -> None:
                        "Weight of θ's own support loss in each task's meta-loss (mat, fomaml).")
     flags.DEFINE_float("consistency_weight", m.consistency_weight,
                        "Weight of KL(adapted ‖ θ) on each task's query batch (mat, fomaml).")
+    flags.DEFINE_bool("cross_task_query", m.cross_task_query,
+                      "Attack each task's query batch with the next sampled task's attack (MLDG;"
+                      " mat, fomaml; num_tasks >= 2).")
     flags.DEFINE_bool("learn_inner_rates", m.learn_inner_rates,
                       "Learn each task's inner learning rates (Meta-SGD; mat, fomaml).")
     flags.DEFINE_float("inner_rates_learning_rate", m.inner_rates_learning_rate,
@@ -97,6 +100,7 @@ def train_config_from_flags() -> TrainConfig:
         attention_learning_rate=FLAGS.attention_learning_rate,
         attention_entropy=FLAGS.attention_entropy,
         pre_adaptation_weight=FLAGS.pre_adaptation_weight, consistency_weight=FLAGS.consistency_weight,
+        cross_task_query=FLAGS.cross_task_query,
         learn_inner_rates=FLAGS.learn_inner_rates, inner_rates_learning_rate=FLAGS.inner_rates_learning_rate,
     )
     return TrainConfig(

@@ -183,6 +183,47 @@ def test_consistency_weight_adds_kl_from_adapted_to_deployed_predictions(float64
     np.testing.assert_allclose(float(loss), expected, rtol=1e-8)
 
 
+class _ShiftingTasks:
+    """Task t's "attack" adds shifts[t] to the images, so a loss shows which task made its batch."""
+
+    def __init__(self, shifts: list[float]) -> None:
+        self.shifts = tf.constant(shifts, tf.float64)
+
+    def attack(self, task, model_fn, x, y):
+        return x + tf.gather(self.shifts, task)
+
+
+@pytest.mark.parametrize("cross", [False, True], ids=["own_task", "cross_task"])
+def test_cross_task_query_attacks_the_query_with_the_next_task(float64, cross):
+    """Task i adapts on its own attack's support batch; its query batch comes from task i's attack,
+    or with ``cross_task_query`` from task (i + 1) mod n's (MLDG)."""
+    model, batch, params, state = _setup(batchnorm=False)
+    tasks, shifts = _ShiftingTasks([0.0, 0.5]), [0.0, 0.5]
+
+    def query_losses(cross_task_query: bool) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            return maml_task_losses(model, params, state, tasks, batch, InnerLoop(steps=1, learning_rate=0.5),
+                                    tape, cross_task_query=cross_task_query).query
+
+    queries = query_losses(cross)
+    for i in range(2):
+        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        query_shift = shifts[(i + 1) % 2] if cross else shifts[i]
+        expected = task_loss(model, fast, state, batch.query_x[i] + query_shift, batch.query_y[i])[0]
+        np.testing.assert_allclose(float(queries[i]), float(expected), rtol=1e-10)
+    assert abs(float(queries[0]) - float(query_losses(not cross)[0])) > 1e-6  # the shift shows in the loss
+
+
+def test_cross_task_query_needs_two_tasks_and_no_pools():
+    with pytest.raises(ValueError, match="num_tasks=1"):
+        MetaConfig(num_tasks=1, cross_task_query=True)
+    with pytest.raises(ValueError, match="pool_size=64"):
+        MetaConfig(pool_size=64, cross_task_query=True)
+    with pytest.raises(ValueError, match="reptile"):
+        TrainConfig(method="reptile", steps=1, epochs=None, meta=MetaConfig(cross_task_query=True))
+
+
 def _pooled_method(model, method: str, **meta):
     """``method`` for ``_setup``'s model and 2 x (6 + 6) task batches, taking them as already
     adversarial (as from pools)."""

@@ -2,7 +2,9 @@
 
 For each sampled task: the task's attack makes a support batch against θ, ``inner_steps`` SGD
 steps on it give fast weights θ'_i, the attack makes a query batch against θ'_i, and the query loss
-of f_θ'_i is the task's meta-loss. The support loss of θ itself (the first inner step's loss) comes
+of f_θ'_i is the task's meta-loss. With a cross-task query, the query batch is made by the next
+sampled task's attack instead (as MLDG, Li et al. 2018, meta-tests on a domain the inner step did
+not see): adapting to one threat model is rewarded for what it does against another. The support loss of θ itself (the first inner step's loss) comes
 back too, for outer objectives that also train the deployed, unadapted θ. The caller combines the
 task losses (mean, or task attention) and differentiates back to θ through the inner steps with its
 outer tape.
@@ -102,6 +104,7 @@ def maml_task_losses(
     memory: ContinuedAttacks | None = None,
     rates: LearnedInnerRates | None = None,
     consistency: bool = False,
+    cross_task_query: bool = False,
 ) -> TaskLosses:
     """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
     ``consistency``, else empty); and the new state.
@@ -109,23 +112,24 @@ def maml_task_losses(
     ``adversarial=False`` takes the support and query batches as already adversarial (pools).
     With a ``memory``, attacks continue the images' remembered perturbations (the batch carries
     their indices). With ``rates``, each task's inner steps use its learned learning rates
-    (Meta-SGD) instead of ``inner.learning_rate``. Attacks run with the outer tape paused: their
+    (Meta-SGD) instead of ``inner.learning_rate``. With ``cross_task_query``, task i's query batch is
+attacked by task (i + 1) mod n of the batch. Attacks run with the outer tape paused: their
     outputs are constants to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
-    def attack(i: int, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
+    def attack(task: tf.Tensor, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
                ) -> tf.Tensor:
         with outer_tape.stop_recording():
             if memory is None:
-                return tasks.attack(batch.task_ids[i], target, x, y)
-            return memory.attack(tasks, batch.task_ids[i], target, x, y, indices)
+                return tasks.attack(task, target, x, y)
+            return memory.attack(tasks, task, target, x, y, indices)
 
     losses, support_losses, agreements, original = [], [], [], list(state)
     for i in range(batch.num_tasks):
         state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
         if adversarial:
-            support_x = attack(i, model_fn(model, params, state), support_x, batch.support_y[i],
+            support_x = attack(batch.task_ids[i], model_fn(model, params, state), support_x, batch.support_y[i],
                                _row(batch.support_indices, i))
         fast, state, support_loss = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
@@ -133,7 +137,8 @@ def maml_task_losses(
             first_order=inner.first_order,
         )
         if adversarial:
-            query_x = attack(i, model_fn(model, fast, state), query_x, batch.query_y[i],
+            query_task = batch.task_ids[(i + 1) % batch.num_tasks if cross_task_query else i]
+            query_x = attack(query_task, model_fn(model, fast, state), query_x, batch.query_y[i],
                              _row(batch.query_indices, i))
         logits, state = apply(model, fast, state, query_x, training=True)
         losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))

@@ -35,7 +35,9 @@ class MetaConfig:
     ``attention_entropy``). ``pre_adaptation_weight`` w adds w · (support loss of θ) to each
     task's meta-loss (mat and fomaml), so the unadapted θ, the model that gets deployed, is trained
     on the tasks' adversarial examples directly as well; ``consistency_weight`` c adds c · KL from
-    the adapted model's query predictions to θ's. ``learn_inner_rates`` (mat, fomaml) learns a
+    the adapted model's query predictions to θ's. ``cross_task_query`` (mat, fomaml; needs
+    ``num_tasks`` >= 2) attacks each task's query batch with the next sampled task's attack, so
+    adapting to one threat model is scored against another (MLDG). ``learn_inner_rates`` (mat, fomaml) learns a
     learning rate per task and parameter tensor (Meta-SGD; Adam at ``inner_rates_learning_rate``),
     starting at ``inner_learning_rate``.
     """
@@ -58,6 +60,7 @@ class MetaConfig:
     attention_entropy: float = 0.1
     pre_adaptation_weight: float = 0.0
     consistency_weight: float = 0.0
+    cross_task_query: bool = False
     learn_inner_rates: bool = False
     inner_rates_learning_rate: float = 0.001
 
@@ -80,6 +83,11 @@ class MetaConfig:
                 f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
             )
         check_positive_int("memory_steps", self.memory_steps, allow_zero=True)
+        if self.cross_task_query and self.num_tasks < 2:
+            raise ValueError(
+                f"cross_task_query attacks a task's query batch with another sampled task's attack;"
+                f" it needs num_tasks >= 2. Received: num_tasks={self.num_tasks}"
+            )
         if self.memory_steps and self.pool_size:
             raise ValueError(
                 f"Use a perturbation memory or adversarial pools, not both. Received:"
@@ -87,6 +95,9 @@ class MetaConfig:
             )
         if self.pool_size:
             check_positive_int("pool_size", self.pool_size)
+            if self.cross_task_query:
+                raise ValueError("cross_task_query needs attacks at every step; pools hold each task's"
+                                 f" own examples. Received: pool_size={self.pool_size}")
             if self.pool_size < self.support_size + self.query_size:
                 raise ValueError(
                     f"pool_size must hold at least one support and query batch"
@@ -165,7 +176,8 @@ class TrainConfig:
             check_positive("epochs", self.epochs)
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
-        loss_terms = ("task_attention", "pre_adaptation_weight", "consistency_weight", "learn_inner_rates")
+        loss_terms = ("task_attention", "pre_adaptation_weight", "consistency_weight", "learn_inner_rates",
+                      "cross_task_query")
         extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", *loss_terms)
                       if getattr(self.meta, name)]
         if extensions and self.method not in META_METHODS:
