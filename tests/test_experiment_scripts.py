@@ -142,9 +142,10 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr
 
 
-def test_threat_model_study_trains_validates_and_measures_v2(tmp_path):
+def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art(tmp_path):
     """One tiny run of the study: trained on Linf, L2 and spatial, measured on all four threat
-    models with protocol v2 from its best validation checkpoint."""
+    models with protocol v2 from its best validation checkpoint; then external_check.py attacks it
+    with ART beside the per-image v2 results it reads back."""
     output = tmp_path / "study.md"
     result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat", "--seeds=1")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -155,3 +156,17 @@ def test_threat_model_study_trains_validates_and_measures_v2(tmp_path):
     assert (tmp_path / "runs" / "no_L1" / "sat_seed1" / "best.weights.h5").exists()
     assert "| no_L1 | L1 | sat | 1 |" in output.read_text() and "| train min |" in output.read_text()
     assert (tmp_path / "study_validation.png").stat().st_size > 0  # the validation curves
+
+    run = tmp_path / "runs" / "no_L1" / "sat_seed1"
+    checked = run_script("external_check.py", f"--runs={run}", "--examples=8", "--steps=2", "--queries=4",
+                         f"--output={tmp_path / 'external.md'}", folder="scripts/experiments")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    external = json.loads((tmp_path / "external.json").read_text())
+    assert [r["threat_model"] for r in external] == ["Linf", "L2", "L1"]
+    for r in external:
+        assert r["ours"] == records[0]["metrics"]["robust_accuracy"][r["threat_model"]]  # same 8 images
+        assert r["ART"] <= min(r[k] for k in ("APGD-CE", "APGD-DLR", "Square") if k in r)  # per-image worst
+        assert r["both"] <= min(r["ours"], r["ART"])
+    assert "Square" not in external[2]  # ART has no L1 Square
+    too_many = run_script("external_check.py", f"--runs={run}", "--examples=9", folder="scripts/experiments")
+    assert too_many.returncode != 0 and "--examples=9" in too_many.stderr

@@ -1,0 +1,136 @@
+"""Checks study runs' protocol v2 numbers with another library's attacks (IBM ART).
+
+    python scripts/experiments/external_check.py --runs=runs/threat_models/no_L1/sat_seed0 \
+        --examples=500 --output=results/external_check.md
+
+For each run directory (its best checkpoint, ``config.json`` and the ``v2_cache.json`` its protocol
+v2 evaluation left), the first ``--examples`` test images are attacked with ART's
+``AutoProjectedGradientDescent`` (cross-entropy and DLR losses, ``--steps`` iterations, one start,
+first step 2·eps as in AutoAttack) in each Lp threat model at protocol v2's radius, and with ART's
+``SquareAttack`` (Linf and L2, ``--queries`` iterations; ART has no L1 Square). ART's adversarial
+examples are checked to lie in the threat model's ball and in [0, 1] before they count.
+
+Per run and threat model the table gives our protocol v2 accuracy on the same images (the
+cache's per-image results), ART's accuracy per attack and worst case, and the worst case over both
+libraries. "both" below "ours" means ART found adversarial examples our attacks missed; Square
+below APGD means gradient masking.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from metaadv_tf.attack_specs import parse_attack  # noqa: E402
+from metaadv_tf.data import load_arrays  # noqa: E402
+from metaadv_tf.evaluation_cache import open_cache  # noqa: E402
+from metaadv_tf.experiments import load_run_model, markdown_table, write_results  # noqa: E402
+from metaadv_tf.threat_study import V2_RECORD  # noqa: E402
+from metaadv_tf.training import TrainConfig  # noqa: E402
+from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("runs", None, "Run directories of scripts/experiments/threat_models.py.", required=True)
+flags.DEFINE_list("threat_models", ["Linf", "L2", "L1"], "Lp threat models to check.")
+flags.DEFINE_integer("examples", 500, "Test images to attack (the first; at most protocol v2's).")
+flags.DEFINE_integer("steps", 100, "APGD iterations.")
+flags.DEFINE_integer("queries", 1000, "Square iterations (one query each).")
+flags.DEFINE_integer("batch_size", 250, "Images per ART call.")
+flags.DEFINE_string("output", "results/external_check.md", "The table (.json beside it).")
+
+NORMS = {"inf": np.inf, "2": 2, "1": 1}
+TOLERANCE = 1e-4  # relative slack on the radius for float32 round-off
+
+
+def art_classifier(model: keras.Model):
+    """``model`` (logits, images in [0, 1]) as an ART classifier."""
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    return TensorFlowV2Classifier(
+        model, nb_classes=model.output_shape[-1], input_shape=model.input_shape[1:], clip_values=(0.0, 1.0),
+        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
+
+def art_attacks(classifier, norm: float, eps: float) -> dict:
+    """ART's attacks of one threat model against ``classifier``, by label."""
+    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+
+    attacks = {
+        label: AutoProjectedGradientDescent(classifier, norm=norm, eps=eps, eps_step=2 * eps, max_iter=FLAGS.steps,
+                                            nb_random_init=1, batch_size=FLAGS.batch_size, loss_type=loss,
+                                            verbose=False)
+        for label, loss in (("APGD-CE", "cross_entropy"), ("APGD-DLR", "difference_logits_ratio"))
+    }
+    if norm != 1:
+        attacks["Square"] = SquareAttack(classifier, norm=norm, eps=eps, max_iter=FLAGS.queries,
+                                         batch_size=FLAGS.batch_size, verbose=False)
+    return attacks
+
+
+def still_correct(model: keras.Model, x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, norm: float,
+                  eps: float) -> np.ndarray:
+    """Per image: the model classifies ``x_adv`` correctly. Raises if ART left the threat model."""
+    distances = np.linalg.norm((x_adv - x).reshape(len(x), -1), ord=norm, axis=1)
+    if distances.max() > eps * (1 + TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1:
+        raise RuntimeError(f"ART's examples leave the L{norm} ball of radius {eps} or [0, 1]:"
+                           f" largest distance {distances.max():.6g}, range [{x_adv.min()}, {x_adv.max()}].")
+    return np.argmax(model.predict(x_adv, batch_size=FLAGS.batch_size, verbose=0), axis=1) == y
+
+
+def check_run(directory: str) -> list[dict]:
+    """One record per threat model of the run in ``directory``."""
+    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+        config = TrainConfig.from_json(handle.read())
+    with open(os.path.join(directory, V2_RECORD), encoding="utf-8") as handle:
+        settings = json.load(handle)["settings"]
+    if FLAGS.examples > settings["num_examples"]:
+        raise ValueError(f"--examples must be at most the {settings['num_examples']} images protocol v2"
+                         f" attacked. Received: --examples={FLAGS.examples}")
+    model = load_run_model(config, os.path.join(directory, BEST_WEIGHTS))
+    cache = open_cache(os.path.join(directory, "v2_cache.json"), model, settings, config.dataset)
+    x, y = load_arrays(config.dataset, settings["split"], FLAGS.examples)
+    classifier, records = art_classifier(model), []
+    for threat_model in FLAGS.threat_models:
+        spec = settings["attacks"][threat_model]
+        stored = cache.get(threat_model, settings["num_examples"], spec)
+        if stored is None:
+            raise ValueError(f"{directory} has no protocol v2 results of its best checkpoint for {threat_model}"
+                             f" made by {spec}.")
+        ours = stored[0][: FLAGS.examples]
+        attack = parse_attack(spec)
+        norm, eps = NORMS[str(attack.settings["norm"])], float(attack.eps)
+        theirs = {label: still_correct(model, x, art.generate(x, y), y, norm, eps)
+                  for label, art in art_attacks(classifier, norm, eps).items()}
+        art_worst = np.logical_and.reduce(list(theirs.values()))
+        records.append({"run": directory, "threat_model": threat_model, "eps": eps, "examples": FLAGS.examples,
+                        "ours": float(ours.mean()), **{k: float(v.mean()) for k, v in theirs.items()},
+                        "ART": float(art_worst.mean()), "both": float((ours & art_worst).mean())})
+        print(records[-1], flush=True)
+    return records
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    records = [record for directory in FLAGS.runs for record in check_run(directory)]
+    labels = ["APGD-CE", "APGD-DLR", "Square"]
+    rows = [[r["run"], r["threat_model"], *[f"{100 * r[k]:.1f}" if k in r else "-"
+                                            for k in ("ours", *labels, "ART", "both")]] for r in records]
+    table = markdown_table(["run", "threat model", "ours (v2)", *[f"ART {label}" for label in labels],
+                            "ART worst", "both"], rows)
+    description = (
+        f"Robust accuracy (%) on the first {FLAGS.examples} Fashion-MNIST test images at protocol v2's radii."
+        f" ours: protocol v2 (AutoAttack), per image from the run's cache. ART (adversarial-robustness-toolbox):"
+        f" AutoProjectedGradientDescent, {FLAGS.steps} iterations, one start, CE and DLR losses; SquareAttack,"
+        f" {FLAGS.queries} iterations (Linf, L2). both: wrong under either library's attacks."
+    )
+    write_results(FLAGS.output, "Protocol v2 checked with ART", description, table, records)
+
+
+if __name__ == "__main__":
+    app.run(main)
