@@ -157,6 +157,12 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     assert "| no_L1 | L1 | sat | 1 |" in output.read_text() and "| train min |" in output.read_text()
     assert (tmp_path / "study_validation.png").stat().st_size > 0  # the validation curves
 
+    partial = run_tiny_study(tmp_path / "runs", tmp_path / "partial.md", "--task_sets=no_L1", "--methods=sat,mat",
+                             "--seeds=1", "--measured_only")
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    assert json.loads((tmp_path / "partial.json").read_text()) == records  # the measured run only
+    assert not (tmp_path / "runs" / "no_L1" / "mat_seed1").exists()  # nothing trained
+
     run = tmp_path / "runs" / "no_L1" / "sat_seed1"
     checked = run_script("external_check.py", f"--runs={run}", "--examples=8", "--steps=2", "--queries=4",
                          f"--output={tmp_path / 'external.md'}", folder="scripts/experiments")

@@ -13,7 +13,8 @@ tasks' union, best checkpoint kept), then measures the best checkpoint with prot
 the set's threat models). Runs and evaluations resume when the script is rerun. The table gives,
 per task set and method, mean ± standard deviation over the seeds of clean accuracy, the held-out
 threat model's accuracy, each threat model's, the unions, and the mean training minutes; validation
-curves go to OUTPUT_validation.png.
+curves go to OUTPUT_validation.png. ``--measured_only`` tabulates the runs measured so far without
+training or evaluating anything.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ flags.DEFINE_integer("eval_examples", None, "Attacked test images (default: prot
 flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's ResNet-18 entries, issue 19).")
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
+flags.DEFINE_bool("measured_only", False,
+                  "Tabulate the runs already trained and measured (their v2.json); train and evaluate"
+                  " nothing, so a study still running can be reported.")
 
 
 def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
@@ -81,6 +85,16 @@ def run(task_set: str, method: str, seed: int) -> dict:
     return record
 
 
+def measured(task_set: str, method: str, seed: int) -> dict | None:
+    """The record of a run measured with this study's protocol v2 settings, or None."""
+    path = os.path.join(run_dir(FLAGS.workdir, task_set, method, seed), V2_RECORD)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    return record if record["settings"] == v2_settings(TASK_SETS[task_set], FLAGS.eval_examples) else None
+
+
 def summary_rows(records: list[dict]) -> list[list[str]]:
     """Per (task set, method): mean ± std over seeds of clean, held-out, per-threat-model and
     union accuracy (%), and the mean training minutes."""
@@ -89,12 +103,14 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
         left_out = held_out(task_set)
         for method in FLAGS.methods:
             mine = [r for r in records if (r["task_set"], r["method"]) == (task_set, method)]
+            if not mine:
+                continue
             metrics = [r["metrics"] for r in mine]
             values = [[m["clean_accuracy"] for m in metrics],
                       [m["robust_accuracy"][left_out[0]] for m in metrics] if left_out else [],
                       *([m["robust_accuracy"][tm] for m in metrics] for tm in THREAT_MODELS),
                       [m["union"]["seen"] for m in metrics], [m["union"]["all"] for m in metrics]]
-            minutes = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.0f}" if mine else "-"
+            minutes = f"{np.mean([r['train_seconds'] for r in mine]) / 60:.0f}"
             rows.append([task_set, ",".join(left_out) or "-", method, str(len(mine)),
                          *(mean_std(v) for v in values), minutes])
     return rows
@@ -116,8 +132,9 @@ def plot_validation() -> bool:
 
 def main(argv: list[str]) -> None:
     del argv
-    records = [run(task_set, method, int(seed)) for task_set in FLAGS.task_sets
-               for method in FLAGS.methods for seed in FLAGS.seeds]
+    get = measured if FLAGS.measured_only else run
+    records = [record for task_set in FLAGS.task_sets for method in FLAGS.methods for seed in FLAGS.seeds
+               if (record := get(task_set, method, int(seed))) is not None]
     header = ["task set", "held out", "method", "seeds", "clean", "held out acc", *THREAT_MODELS,
               "union seen", "union all", "train min"]
     plot_validation()
