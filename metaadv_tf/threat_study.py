@@ -95,6 +95,54 @@ def held_out(task_set: str) -> list[str]:
     return [tm for tm in THREAT_MODELS if tm not in TASK_SETS[check_choice("task set", task_set, list(TASK_SETS))]]
 
 
+def held_out_over_folds(records: Sequence[Record]) -> dict[str, list[float]]:
+    """Per method, per seed measured on every leave-one-out fold among ``records`` (study records:
+    task_set, method, seed, metrics): the held-out threat model's accuracy averaged over the folds."""
+    by_run = {(r["task_set"], r["method"], r["seed"]): r["metrics"]["robust_accuracy"][held_out(r["task_set"])[0]]
+              for r in records if held_out(r["task_set"])}
+    folds = sorted({task_set for task_set, _, _ in by_run})
+    means: dict[str, list[float]] = {}
+    for method, seed in sorted({(m, s) for _, m, s in by_run}):
+        if all((fold, method, seed) in by_run for fold in folds):
+            means.setdefault(method, []).append(float(np.mean([by_run[fold, method, seed] for fold in folds])))
+    return means
+
+
+def difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """mean(a) − mean(b) and twice its standard error, 2·sqrt(s_a²/n_a + s_b²/n_b) (ddof 1; nan
+    unless both have at least two values)."""
+    if min(len(a), len(b)) < 2:
+        return float(np.mean(a) - np.mean(b)), float("nan")
+    return (float(np.mean(a) - np.mean(b)),
+            2 * float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))))
+
+
+def held_out_target_lines(records: Sequence[Record], margin: float = 0.05) -> list[str]:
+    """Issue 16's robustness target for each MAT method (a meta method or variant): its mean
+    held-out accuracy over the folds at least ``margin`` above the best baseline's, by more than
+    twice the difference's standard error."""
+    means = held_out_over_folds(records)
+    baselines = {m: v for m, v in means.items() if recipe(m)[0] not in META_METHODS}
+    if not baselines:
+        return []
+    best = max(baselines, key=lambda m: np.mean(baselines[m]))
+    lines = []
+    for method, values in means.items():
+        if recipe(method)[0] in META_METHODS:
+            gap, two_se = difference(values, baselines[best])
+            if gap < margin:
+                verdict = "NOT met"
+            elif np.isnan(two_se):
+                verdict = "not testable yet (needs 2+ seeds of each)"
+            else:
+                verdict = "met" if gap > two_se else "NOT met (within 2 SE)"
+            spread = "n/a" if np.isnan(two_se) else f"{100 * two_se:.1f}"
+            lines.append(f"- {method} ({len(values)} seeds) {100 * np.mean(values):.1f} vs best baseline {best}"
+                         f" ({len(baselines[best])} seeds) {100 * np.mean(baselines[best]):.1f}: difference"
+                         f" {100 * gap:+.1f} ± {spread} (2 SE); target +{100 * margin:.0f}: {verdict}.")
+    return lines
+
+
 def v2_settings(seen: Sequence[str], num_examples: int | None = None) -> dict[str, Any]:
     """Protocol v2's settings for a model trained on ``seen``, attacking the first
     ``num_examples`` test images (default: the protocol's)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from metaadv_tf import threat_study as study
@@ -115,3 +116,27 @@ def test_validation_curve_is_union_accuracy_by_epoch(tmp_path):
     assert study.validation_curve(str(tmp_path)) == {}
     (tmp_path / "validation.json").write_text(json.dumps([{"step": 2, "union": 0.25}, {"step": 4, "union": 0.5}]))
     assert study.validation_curve(str(tmp_path)) == {0.5: 0.25, 1.0: 0.5}  # 512 images: 4 steps per epoch
+
+
+def _study_record(task_set: str, method: str, seed: int, held: float) -> dict:
+    return {"task_set": task_set, "method": method, "seed": seed,
+            "metrics": {"robust_accuracy": {tm: held for tm in study.held_out(task_set)}}}
+
+
+def test_held_out_target_averages_the_folds_per_seed_and_tests_the_gap_at_two_standard_errors():
+    records = [_study_record("all", "sat", 0, 0.9)]  # no fold: not part of the target
+    for seed, (mat, sat) in enumerate([(0.50, 0.40), (0.52, 0.41), (0.54, 0.42)]):
+        records += [_study_record("no_L1", "mat", seed, mat), _study_record("no_L2", "mat", seed, mat + 0.1),
+                    _study_record("no_L1", "sat", seed, sat), _study_record("no_L2", "sat", seed, sat)]
+    records.append(_study_record("no_L1", "max", 0, 0.99))  # no_L2 missing: left out
+    means = study.held_out_over_folds(records)
+    np.testing.assert_allclose(means["mat"], [0.55, 0.57, 0.59])
+    assert set(means) == {"mat", "sat"}
+    gap, two_se = study.difference(means["mat"], means["sat"])
+    np.testing.assert_allclose([gap, two_se], [0.16, 2 * np.sqrt(0.02 ** 2 / 3 + 0.01 ** 2 / 3)])
+    [line] = study.held_out_target_lines(records)
+    assert line.startswith("- mat (3 seeds) 57.0 vs best baseline sat (3 seeds) 41.0: difference +16.0")
+    assert line.endswith(": met.")
+    assert study.held_out_target_lines(records, margin=0.2)[0].endswith(": NOT met.")
+    one_seed = [r for r in records if r["seed"] == 0]
+    assert "not testable yet" in study.held_out_target_lines(one_seed)[0]
