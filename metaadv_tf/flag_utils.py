@@ -48,6 +48,9 @@ def define_train_flags() -> None:
     flags.DEFINE_integer("memory_steps", m.memory_steps,
                          "Perturbation memory (mat, fomaml): attack steps per visit continuing each"
                          " image's last perturbation; 0: attacks start afresh.")
+    flags.DEFINE_bool("memory_per_task", m.memory_per_task,
+                      "Keep one perturbation per image and task (T times the memory) instead of one"
+                      " shared by the tasks.")
     flags.DEFINE_bool("task_encoding", m.task_encoding, "Condition the model on a task code.")
     flags.DEFINE_bool("meta_batchnorm", m.meta_batchnorm, "Per-task BatchNorm scale and offset.")
     flags.DEFINE_bool("meta_dropout", m.meta_dropout, "Per-task learned multiplicative noise.")
@@ -94,7 +97,8 @@ def train_config_from_flags() -> TrainConfig:
         num_tasks=FLAGS.num_tasks, inner_steps=FLAGS.inner_steps,
         inner_learning_rate=FLAGS.inner_learning_rate, support_size=FLAGS.support_size,
         query_size=FLAGS.query_size, task_weights=weights, pool_size=FLAGS.pool_size,
-        pool_refresh=FLAGS.pool_refresh, memory_steps=FLAGS.memory_steps, task_encoding=FLAGS.task_encoding,
+        pool_refresh=FLAGS.pool_refresh, memory_steps=FLAGS.memory_steps,
+        memory_per_task=FLAGS.memory_per_task, task_encoding=FLAGS.task_encoding,
         meta_batchnorm=FLAGS.meta_batchnorm, meta_dropout=FLAGS.meta_dropout,
         unknown_task_rate=FLAGS.unknown_task_rate, task_attention=FLAGS.task_attention,
         attention_learning_rate=FLAGS.attention_learning_rate,

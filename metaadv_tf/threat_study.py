@@ -38,7 +38,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task
 # attention; "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
 # steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN, results/efficiency.md);
-# "cross": each task's query batch is attacked by the other sampled task's threat model (MLDG).
+# "cross": each task's query batch is attacked by the other sampled task's threat model (MLDG);
+# "memtask": the memory keeps each task's own perturbation of an image (not one shared by the tasks).
 VARIANTS = {
     "mat_mem": ("mat", {"memory_steps": 1}),
     "fomaml_mem": ("fomaml", {"memory_steps": 1}),
@@ -49,6 +50,7 @@ VARIANTS = {
     "fomaml_mem_inner5": ("fomaml", {"memory_steps": 1, "inner_steps": 5}),
     "fomaml_mem_inner1": ("fomaml", {"memory_steps": 1, "inner_steps": 1}),
     "mat_mem_cross": ("mat", {"memory_steps": 1, "cross_task_query": True}),
+    "mat_memtask": ("mat", {"memory_steps": 1, "memory_per_task": True}),
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)

@@ -63,6 +63,23 @@ def test_continued_attacks_accumulate_in_memory_and_skip_spatial():
     np.testing.assert_allclose(continued.memory.read(indices), two - x, atol=0.1 / 254 + 1e-6)
 
 
+def test_per_task_memory_keeps_each_tasks_own_perturbation():
+    model = linear_model()
+    x = tf.random.stateless_uniform([4, 28, 28, 1], seed=[5, 6])
+    y = tf.constant([1, 2, 3, 4])
+    tasks = TaskDistribution([get_attack("pgd_linf", steps=5), get_attack("pgd_l2", steps=5)])
+    continued = ContinuedAttacks(PerturbationMemory(20, [28, 28, 1], slots=2), steps=1, per_task=True)
+    indices = tf.constant([3, 9, 0, 19])
+    linf = continued.attack(tasks, tf.constant(0), model, x, y, indices)
+    l2 = continued.attack(tasks, tf.constant(1), model, x, y, indices)
+    np.testing.assert_allclose(continued.memory.read(indices, slot=0), linf - x, atol=0.05 / 254 + 1e-6)
+    np.testing.assert_allclose(continued.memory.read(indices, slot=1), l2 - x, atol=1.5 / 254 + 1e-6)
+    fresh_l2 = get_attack("pgd_l2", steps=5)  # from zero, not from the Linf perturbation: one step
+    one_step = get_attack("pgd_l2", steps=1, rand_init=False, step_size=fresh_l2.settings["step_size"])
+    np.testing.assert_allclose(l2, one_step(model, x, y), atol=1e-5)
+    assert continued.memory.codes.shape == (40, 28 * 28) and PerturbationMemory.nbytes(20, [28, 28, 1], 2) == 40 * 788
+
+
 def test_training_with_memory_fills_it_and_resumes_it(tmp_path):
     config = tiny_config("mat", steps=4, train_attacks="pgd_linf(steps=2),pgd_l2(steps=2)",
                          meta=MetaConfig(support_size=4, query_size=4, memory_steps=1))
@@ -77,12 +94,24 @@ def test_training_with_memory_fills_it_and_resumes_it(tmp_path):
     np.testing.assert_array_equal(resumed.memory.scales.numpy(), trainer.memory.scales.numpy())
 
 
+def test_training_with_a_per_task_memory_writes_each_tasks_slot(tmp_path):
+    config = tiny_config("mat", steps=4, train_attacks="pgd_linf(steps=2),pgd_l2(steps=2)",
+                         meta=MetaConfig(support_size=4, query_size=4, memory_steps=1, memory_per_task=True))
+    trainer = Trainer(config, str(tmp_path))
+    trainer.train(progress=False)
+    scales = trainer.memory.scales.numpy().reshape(2, -1)  # slot (task) x image
+    assert np.count_nonzero(scales) == 4 * 16  # every image once, in the slot of the task it was given
+    assert np.count_nonzero(scales[0]) > 0 and np.count_nonzero(scales[1]) > 0
+    assert not np.any((scales[0] != 0) & (scales[1] != 0))
+
+
 @pytest.mark.parametrize(
     "method, meta, message",
     [
         ("avg", dict(memory_steps=1), r"memory .* works with the methods mat and fomaml"),
         ("mat", dict(memory_steps=1, pool_size=16), r"memory or adversarial pools, not both"),
         ("mat", dict(memory_steps=-1), r"memory_steps must be an integer >= 0"),
+        ("mat", dict(memory_per_task=True), r"memory_per_task .* needs memory_steps >= 1"),
     ],
 )
 def test_bad_memory_settings_are_rejected(method, meta, message, tmp_path):

@@ -72,13 +72,13 @@ class TaskDistribution:
 
     def attack(self, task_index: tf.Tensor, model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         """Runs the attack of task ``task_index`` (a tensor: one trace serves every task)."""
-        return self.dispatch(task_index, lambda attack: lambda: attack(model_fn, x, y))
+        return self.dispatch(task_index, lambda task: lambda: task.attack(model_fn, x, y))
 
-    def dispatch(self, task_index: tf.Tensor, branch: Callable[[Attack], Callable[[], tf.Tensor]]
+    def dispatch(self, task_index: tf.Tensor, branch: Callable[[Task], Callable[[], tf.Tensor]]
                  ) -> tf.Tensor:
-        """Runs ``branch(attack)()`` for the attack of task ``task_index`` (a tensor: a switch over
-        every task's branch, one trace)."""
-        branches = [branch(task.attack) for task in self.tasks]
+        """Runs ``branch(task)()`` for task ``task_index`` (a tensor: a switch over every task's
+        branch, one trace)."""
+        branches = [branch(task) for task in self.tasks]
         if len(branches) == 1:
             return branches[0]()
         return tf.switch_case(tf.cast(task_index, tf.int32), branches)

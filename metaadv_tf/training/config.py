@@ -26,7 +26,7 @@ class MetaConfig:
     of adversarial examples regenerated every ``pool_refresh`` steps instead of attacking every step.
     ``memory_steps`` > 0 (mat, fomaml) turns on the perturbation memory instead: the tasks' PGD-type
     attacks run ``memory_steps`` iterations per visit, continuing each image's last perturbation
-    (`metaadv_tf.meta.memory`).
+    (`metaadv_tf.meta.memory`), shared by the tasks or, with ``memory_per_task``, each task's own.
 
     Extensions (each independent): ``task_encoding``, ``meta_batchnorm`` and ``meta_dropout``
     condition the model on the task (`metaadv_tf.models.task_layers`; a task's forward passes use
@@ -51,6 +51,7 @@ class MetaConfig:
     pool_size: int = 0
     pool_refresh: int = 10
     memory_steps: int = 0
+    memory_per_task: bool = False
     task_encoding: bool = False
     meta_batchnorm: bool = False
     meta_dropout: bool = False
@@ -88,6 +89,9 @@ class MetaConfig:
                 f"cross_task_query attacks a task's query batch with another sampled task's attack;"
                 f" it needs num_tasks >= 2. Received: num_tasks={self.num_tasks}"
             )
+        if self.memory_per_task and not self.memory_steps:
+            raise ValueError("memory_per_task splits the perturbation memory by task; it needs"
+                             f" memory_steps >= 1. Received: memory_steps={self.memory_steps}")
         if self.memory_steps and self.pool_size:
             raise ValueError(
                 f"Use a perturbation memory or adversarial pools, not both. Received:"

@@ -296,8 +296,10 @@ class Trainer:
                 f" fomaml on the default strategy. Received: method={self.config.method!r},"
                 f" strategy={self.config.strategy!r}"
             )
-        memory = PerturbationMemory(self.train_size, self.info.image_shape)
-        self.method.memory = ContinuedAttacks(memory, steps)
+        per_task = self.config.meta.memory_per_task
+        memory = PerturbationMemory(self.train_size, self.info.image_shape,
+                                    slots=len(self.method.tasks) if per_task else 1)
+        self.method.memory = ContinuedAttacks(memory, steps, per_task)
         return memory
 
     def _replica_step(self, x, y, sample):
