@@ -33,24 +33,25 @@ TASKS = {"Linf": "pgd_linf(steps=5)", "L2": "pgd_l2(steps=5)", "L1": "pgd_l1(ste
          "spatial": "spatial(samples=5)"}
 TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
              "no_L2": ["Linf", "L1", "spatial"]}
-# MAT variants: label -> (method, MetaConfig changes to the MAT recipe). "mem": perturbation memory
-# with 1 attack step per visit (metaadv_tf.meta.memory); "rates": learned per-task inner learning
-# rates (Meta-SGD); "consistency": + KL(adapted || deployed) on the query batch; "attention": task
-# attention; "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
-# steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN, results/efficiency.md);
-# "cross": each task's query batch is attacked by the other sampled task's threat model (MLDG);
-# "memtask": the memory keeps each task's own perturbation of an image (not one shared by the tasks).
-VARIANTS = {
-    "mat_mem": ("mat", {"memory_steps": 1}),
-    "fomaml_mem": ("fomaml", {"memory_steps": 1}),
-    "mat_mem_rates": ("mat", {"memory_steps": 1, "learn_inner_rates": True}),
-    "mat_mem_consistency": ("mat", {"memory_steps": 1, "consistency_weight": 1.0}),
-    "mat_mem_attention": ("mat", {"memory_steps": 1, "task_attention": True}),
-    "mat_mem_metabn": ("mat", {"memory_steps": 1, "meta_batchnorm": True}),
-    "fomaml_mem_inner5": ("fomaml", {"memory_steps": 1, "inner_steps": 5}),
-    "fomaml_mem_inner1": ("fomaml", {"memory_steps": 1, "inner_steps": 1}),
-    "mat_mem_cross": ("mat", {"memory_steps": 1, "cross_task_query": True}),
-    "mat_memtask": ("mat", {"memory_steps": 1, "memory_per_task": True}),
+# MAT variants are labelled METHOD_PART_PART... (e.g. mat_mem_rates): a meta method with the
+# MetaConfig changes of each part applied to the study's MAT recipe. "mem": perturbation memory with
+# 1 attack step per visit (metaadv_tf.meta.memory); "memtask": the same with each task's own
+# perturbation of an image; "rates": learned per-task inner learning rates (Meta-SGD);
+# "consistency": + KL(adapted || deployed) on the query batch; "attention": task attention;
+# "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
+# steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN,
+# results/efficiency.md); "cross": each task's query batch is attacked by the other sampled task's
+# threat model (MLDG).
+VARIANT_PARTS = {
+    "mem": {"memory_steps": 1},
+    "memtask": {"memory_steps": 1, "memory_per_task": True},
+    "rates": {"learn_inner_rates": True},
+    "consistency": {"consistency_weight": 1.0},
+    "attention": {"task_attention": True},
+    "metabn": {"meta_batchnorm": True},
+    "inner1": {"inner_steps": 1},
+    "inner5": {"inner_steps": 5},
+    "cross": {"cross_task_query": True},
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
@@ -69,15 +70,18 @@ def run_dir(workdir: str, task_set: str, method: str, seed: int) -> str:
 
 
 def recipe(label: str) -> tuple[str, MetaConfig]:
-    """The method and meta settings of ``label``: a method, or a MAT variant of ``VARIANTS``.
-    Meta methods get the study's MAT recipe (2 tasks x (32 support + 32 query), 3 inner steps,
-    anchored meta-loss) with the variant's changes."""
-    method, changes = VARIANTS.get(label, (label, {}))
+    """The method and meta settings of ``label``: a method, or a meta method followed by
+    ``VARIANT_PARTS`` joined by "_" (e.g. ``fomaml_mem_inner5``). Meta methods get the study's MAT
+    recipe (2 tasks x (32 support + 32 query), 3 inner steps, anchored meta-loss) with each part's
+    changes. Raises ValueError for an unknown part."""
+    method, *parts = label.split("_")
     if method not in META_METHODS:
-        return method, MetaConfig()
+        return label, MetaConfig()
     settings = {"num_tasks": 2, "support_size": 32, "query_size": 32, "inner_steps": 3,
                 "pre_adaptation_weight": 1.0}
-    return method, MetaConfig(**{**settings, **changes})
+    for part in parts:
+        settings.update(VARIANT_PARTS[check_choice(f"variant part of {label!r}", part, list(VARIANT_PARTS))])
+    return method, MetaConfig(**settings)
 
 
 def validation_curve(directory: str) -> dict[float, float]:

@@ -108,6 +108,11 @@ def test_study_recipes_of_methods_and_mat_variants():
     assert study.recipe("fomaml_mem_inner5")[1].inner_steps == 5
     assert study.recipe("mat_mem_cross")[1].cross_task_query
     assert study.recipe("mat_memtask")[1].memory_per_task
+    assert study.recipe("pgd_at") == ("pgd_at", MetaConfig())
+    method, meta = study.recipe("fomaml_mem_cross_inner1")  # parts combine
+    assert method == "fomaml" and (meta.memory_steps, meta.cross_task_query, meta.inner_steps) == (1, True, 1)
+    with pytest.raises(ValueError, match=r"Unknown variant part of 'mat_fast'.*'fast'.*mem, memtask"):
+        study.recipe("mat_fast")
 
 
 def test_validation_curve_is_union_accuracy_by_epoch(tmp_path):

@@ -3,8 +3,9 @@
     python scripts/experiments/threat_models.py --methods=mat,sat --seeds=0,1,2 \
         --output=results/threat_models.md
 
-A method may also be one of the MAT variants in ``metaadv_tf.threat_study.VARIANTS`` (e.g.
-``mat_mem``: the MAT recipe with a perturbation memory), each trained and reported as its own row.
+A method may also be a MAT variant: a meta method and parts of ``metaadv_tf.threat_study.VARIANT_PARTS``
+joined by "_" (e.g. ``mat_mem``: the MAT recipe with a perturbation memory; ``fomaml_mem_inner5``),
+each trained and reported as its own row.
 
 Every (task set, method, seed) trains the small CNN (``--model``) in ``--workdir/SET/METHOD_seedS`` with one
 recipe (SGD with momentum and weight decay, a cosine schedule, ``--epochs`` of the training split
@@ -30,7 +31,7 @@ from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, pl
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANTS, held_out,  # noqa: E402
+from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANT_PARTS, held_out,  # noqa: E402
                                      held_out_target_lines, recipe, run_dir, v2_settings, validation_curve)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
@@ -38,7 +39,8 @@ from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
 flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
-                  f"Methods to compare, or MAT variants: {', '.join(VARIANTS)}.")
+                  f"Methods to compare, or MAT variants: a meta method and parts of {', '.join(VARIANT_PARTS)}"
+                  " joined by '_' (e.g. mat_mem_rates).")
 flags.DEFINE_list("seeds", ["0"], "Seeds (initialization and data order).")
 flags.DEFINE_float("epochs", 6.0, "Epochs of the training split (validation images excluded).")
 flags.DEFINE_integer("validation_examples", 2000, "Last training images held out for validation.")
