@@ -118,16 +118,16 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
-def plot_validation() -> bool:
-    """Writes OUTPUT_validation.png: validation union accuracy against epochs, one panel per task
-    set, one line per method (mean ± std over the seeds). False without matplotlib."""
+def plot_validation(records: list[dict]) -> bool:
+    """Writes OUTPUT_validation.png: validation union accuracy against epochs of the runs in
+    ``records``, one panel per task set, one line per method (mean ± std over the seeds). False
+    without matplotlib."""
     panels = {}
     for task_set in FLAGS.task_sets:
         panels[f"{task_set}: validation"] = lines = {}
-        for method in FLAGS.methods:
-            for seed in FLAGS.seeds:
-                for epoch, union in validation_curve(run_dir(FLAGS.workdir, task_set, method, int(seed))).items():
-                    lines.setdefault(method, {}).setdefault(epoch, []).append(union)
+        for r in (r for r in records if r["task_set"] == task_set):
+            for epoch, union in validation_curve(run_dir(FLAGS.workdir, task_set, r["method"], r["seed"])).items():
+                lines.setdefault(r["method"], {}).setdefault(epoch, []).append(union)
     return plot_curves(panels, os.path.splitext(FLAGS.output)[0] + "_validation.png", xlabel="epoch",
                        ylabel="validation union accuracy (%)", log_x=False)
 
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> None:
                if (record := get(task_set, method, int(seed))) is not None]
     header = ["task set", "held out", "method", "seeds", "clean", "held out acc", *THREAT_MODELS,
               "union seen", "union all", "train min"]
-    plot_validation()
+    plot_validation(records)
     write_results(FLAGS.output, "MAT across threat models",
                   "Small CNN on Fashion-MNIST; protocol v2 on each run's best validation checkpoint;"
                   " mean ± standard deviation over seeds (%).",
