@@ -9,7 +9,8 @@ from typing import Callable, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yields a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yields a temporary path beside ``path``; on success it replaces ``path`` in one rename,
+    with the permissions ``path`` had, or those of a new file (not mkstemp's owner-only 0600)."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     suffix = _suffix(path)
@@ -17,6 +18,7 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
+        os.chmod(temporary, _mode(path))
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -36,6 +38,15 @@ def atomic_save(path: str, save: Callable[[str], None]) -> None:
     """Calls ``save(temporary_path)`` and moves the result to ``path`` atomically."""
     with atomic_path(path) as temporary:
         save(temporary)
+
+
+def _mode(path: str) -> int:
+    """The permission bits of ``path`` if it exists, else of a new file under the umask."""
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _suffix(path: str) -> str:
