@@ -29,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf import load_model  # noqa: E402
+from metaadv_tf.art_bridge import art_apgd, art_classifier  # noqa: E402
 from metaadv_tf.attacks import get_attack  # noqa: E402
 from metaadv_tf.data import load_arrays  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
@@ -101,19 +102,7 @@ def ours(model: keras.Model, steps: int, eps: float) -> AttackFn:
 
 def art(model: keras.Model, steps: int, eps: float, batch_size: int) -> AttackFn:
     """ART's AutoProjectedGradientDescent on the cross-entropy loss, one random start."""
-    from art.attacks.evasion import AutoProjectedGradientDescent
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    classifier = TensorFlowV2Classifier(
-        model, nb_classes=model.output_shape[-1], input_shape=model.input_shape[1:],
-        clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    attack = AutoProjectedGradientDescent(
-        classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps, nb_random_init=1,
-        batch_size=batch_size, loss_type="cross_entropy", verbose=False,
-    )
-    return attack.generate
+    return art_apgd(art_classifier(model), np.inf, eps, steps, batch_size).generate
 
 
 def protocol_rows(name: str, protocol: str) -> list[str]:

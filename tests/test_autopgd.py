@@ -4,12 +4,12 @@ test_attacks.py covers what every attack must do (shape, range, ball, accuracy d
 gradient)."""
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from metaadv_tf import autopgd
+from metaadv_tf.art_bridge import art_apgd, art_classifier
 from metaadv_tf.attack_specs import format_attack, parse_attack
 from metaadv_tf.attacks import L1_EPS, get_attack
 from metaadv_tf.autopgd import _Config, _stages, top_other_classes
@@ -36,17 +36,7 @@ def compiled(attack, model):
 
 def art_robust_accuracy(model, x, y, *, loss_type: str, norm: float, eps: float) -> float:
     """Robust accuracy under ART's AutoProjectedGradientDescent (1 start, ``STEPS`` iterations)."""
-    from art.attacks.evasion import AutoProjectedGradientDescent
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    classifier = TensorFlowV2Classifier(
-        model, nb_classes=10, input_shape=(28, 28, 1), clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    attack = AutoProjectedGradientDescent(
-        classifier, norm=norm, eps=eps, eps_step=2 * eps, max_iter=STEPS, nb_random_init=1,
-        batch_size=len(x), loss_type=loss_type, verbose=False,
-    )
+    attack = art_apgd(art_classifier(model), norm, eps, STEPS, batch_size=len(x), loss=loss_type)
     return accuracy(model, attack.generate(x, y), y)
 
 

@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from metaadv_tf.art_bridge import art_apgd, art_classifier  # noqa: E402
 from metaadv_tf.attack_specs import parse_attack  # noqa: E402
 from metaadv_tf.data import load_arrays  # noqa: E402
 from metaadv_tf.evaluation_cache import open_cache  # noqa: E402
@@ -47,26 +48,12 @@ NORMS = {"inf": np.inf, "2": 2, "1": 1}
 TOLERANCE = 1e-4  # relative slack on the radius for float32 round-off
 
 
-def art_classifier(model: keras.Model):
-    """``model`` (logits, images in [0, 1]) as an ART classifier."""
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    return TensorFlowV2Classifier(
-        model, nb_classes=model.output_shape[-1], input_shape=model.input_shape[1:], clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-
-
 def art_attacks(classifier, norm: float, eps: float) -> dict:
     """ART's attacks of one threat model against ``classifier``, by label."""
-    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.attacks.evasion import SquareAttack
 
-    attacks = {
-        label: AutoProjectedGradientDescent(classifier, norm=norm, eps=eps, eps_step=2 * eps, max_iter=FLAGS.steps,
-                                            nb_random_init=1, batch_size=FLAGS.batch_size, loss_type=loss,
-                                            verbose=False)
-        for label, loss in (("APGD-CE", "cross_entropy"), ("APGD-DLR", "difference_logits_ratio"))
-    }
+    attacks = {label: art_apgd(classifier, norm, eps, FLAGS.steps, FLAGS.batch_size, loss)
+               for label, loss in (("APGD-CE", "cross_entropy"), ("APGD-DLR", "difference_logits_ratio"))}
     if norm != 1:
         attacks["Square"] = SquareAttack(classifier, norm=norm, eps=eps, max_iter=FLAGS.queries,
                                          batch_size=FLAGS.batch_size, verbose=False)
