@@ -113,7 +113,7 @@ def maml_task_losses(
     With a ``memory``, attacks continue the images' remembered perturbations (the batch carries
     their indices). With ``rates``, each task's inner steps use its learned learning rates
     (Meta-SGD) instead of ``inner.learning_rate``. With ``cross_task_query``, task i's query batch is
-attacked by task (i + 1) mod n of the batch. Attacks run with the outer tape paused: their
+    attacked by task (i + 1) mod n of the batch. Attacks run with the outer tape paused: their
     outputs are constants to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """

@@ -211,7 +211,7 @@ class MamlMethod(MetaMethod, LossMethod):
     deployed θ is trained on the task's adversarial examples too, not only through θ'_i. With
     ``consistency_weight`` c > 0 it adds c · KL(f_θ'_i ‖ f_θ) on the query batch (θ'_i's
     predictions held constant): θ is pulled toward what adaptation reaches. ``cross_task_query``
-scores each task's adaptation on the next task's attack (MLDG). ``learn_inner_rates``
+    scores each task's adaptation on the next task's attack (MLDG). ``learn_inner_rates``
     learns each task's inner learning rates (Meta-SGD, `metaadv_tf.meta.inner_rates`).
     """
 

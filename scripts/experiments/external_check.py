@@ -44,7 +44,6 @@ flags.DEFINE_integer("queries", 1000, "Square iterations (one query each).")
 flags.DEFINE_integer("batch_size", 250, "Images per ART call.")
 flags.DEFINE_string("output", "results/external_check.md", "The table (.json beside it).")
 
-NORMS = {"inf": np.inf, "2": 2, "1": 1}
 TOLERANCE = 1e-4  # relative slack on the radius for float32 round-off
 
 
@@ -91,7 +90,7 @@ def check_run(directory: str) -> list[dict]:
                              f" made by {spec}.")
         ours = stored[0][: FLAGS.examples]
         attack = parse_attack(spec)
-        norm, eps = NORMS[str(attack.settings["norm"])], float(attack.eps)
+        norm, eps = attack.norm, float(attack.eps)
         theirs = {label: still_correct(model, x, art.generate(x, y), y, norm, eps)
                   for label, art in art_attacks(classifier, norm, eps).items()}
         art_worst = np.logical_and.reduce(list(theirs.values()))
