@@ -146,3 +146,17 @@ def test_held_out_target_averages_the_folds_per_seed_and_tests_the_gap_at_two_st
     assert study.held_out_target_lines(records, margin=0.2)[0].endswith(": NOT met.")
     one_seed = [r for r in records if r["seed"] == 0]
     assert "not testable yet" in study.held_out_target_lines(one_seed)[0]
+
+
+def test_headroom_compares_the_held_out_accuracy_with_the_same_method_trained_on_all_four():
+    records = [_study_record("no_L1", "sat", seed, acc) for seed, acc in enumerate([0.38, 0.40])]
+    records += [{"task_set": "all", "method": "sat", "seed": 0, "metrics": {"robust_accuracy": {"L1": 0.47, "L2": 0.6}}},
+                _study_record("no_L1", "mat", 0, 0.41), _study_record("no_L2", "sat", 0, 0.5)]
+    assert study.headroom_lines(records) == ["- L1, sat: 39.0 held out, 47.0 trained on all four: headroom 8.0.",
+                                             "- L2, sat: 50.0 held out, 60.0 trained on all four: headroom 10.0."]
+
+
+def test_target_lines_name_one_seed_in_the_singular():
+    records = [_study_record(fold, method, 0, acc) for fold in ("no_L1", "no_L2")
+               for method, acc in (("mat", 0.5), ("sat", 0.4))]
+    assert study.held_out_target_lines(records)[0].startswith("- mat (1 seed) 50.0 vs best baseline sat (1 seed) 40.0")
