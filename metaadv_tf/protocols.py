@@ -14,8 +14,8 @@ Default radii for 28x28 grey-scale Fashion-MNIST: Linf 0.1, L2 1.5, L1 10 (``met
 explains Linf and L2; L1 10 is the radius Tramèr & Boneh and Maini et al. use for MNIST, where a
 perturbation can change a few pixels fully or many a little). L1 AutoAttack runs APGD with
 AutoAttack's large radii first (``largereps``): without them our L1 numbers were 6-8 points higher
-(500 images, cnn_mat_inner3 and cnn_pgd_at), so cards measured before that carry new L1 numbers. Spatial: rotations of up to ±10°
-and translations of up to ±2 pixels (Engstrom et al. 2019).
+(500 images, cnn_mat_inner3 and cnn_pgd_at), so cards measured before that carry new L1 numbers.
+Spatial: rotations of up to ±10° and translations of up to ±2 pixels (Engstrom et al. 2019).
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A program module calls ``import_tensorflow()`` before its other imports and ``run(_main, ...)``
 from its ``main()``. By default its output is the program's own: no INFO lines (TFDS's, or
 TensorFlow's C++ notices), no warnings from TensorFlow's Python side (retracing, deprecation,
-AutoGraph), and Python warnings (e.g. a zoo research artifact's) as one ``Warning: ...`` line. absl's ``--verbosity`` flag shows them: ``--verbosity=-1`` warnings, ``0`` INFO too;
+AutoGraph), and Python warnings (e.g. a zoo research artifact's) as one ``Warning: ...`` line.
+absl's ``--verbosity`` flag shows them: ``--verbosity=-1`` warnings, ``0`` INFO too;
 ``TF_CPP_MIN_LOG_LEVEL`` (default here: 2) governs TensorFlow's C++ lines as usual.
 """
 from __future__ import annotations
