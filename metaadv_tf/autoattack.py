@@ -1,12 +1,13 @@
 """AutoAttack (Croce & Hein 2020) as one composite attack, as RobustBench runs it.
 
-The stages run in order: APGD-CE, APGD-T (targeted DLR over ``target_classes`` classes), then
-the score-based Square attack (Linf and L2; there is no L1 Square here, so L1 runs the two APGD
-stages, and, as AutoAttack's standard version, their ``largereps`` schedule: 30 % of the
-iterations at 3 eps, 30 % at 2 eps, the rest at eps). Each stage attacks only the examples that
-every earlier stage left correctly classified (per-example early stopping), so a stage's cost
-falls with the model's robustness. The result is, per example, the first adversarial point found, else the last stage's point: an example
-counts as robust only if it survives every stage, the per-example worst case over the stages.
+The stages run in order: APGD-CE, APGD-T (targeted DLR over ``target_classes`` classes), then the
+score-based Square attack (Linf and L2; there is no L1 Square here, so L1 runs the two APGD stages,
+and, as AutoAttack's standard version, their ``largereps`` schedule: 30 % of the iterations at 3
+eps, 30 % at 2 eps, the rest at eps). Each stage attacks only the examples that every earlier stage
+left correctly classified (per-example early stopping), so a stage's cost falls with the model's
+robustness. The result is, per example, the first adversarial point found, else the last stage's
+point: an example counts as robust only if it survives every stage, the per-example worst case over
+the stages.
 """
 from __future__ import annotations
 

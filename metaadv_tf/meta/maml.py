@@ -1,13 +1,13 @@
 """MAML over attack tasks (second order, or first order = FOMAML).
 
-For each sampled task: the task's attack makes a support batch against θ, ``inner_steps`` SGD
-steps on it give fast weights θ'_i, the attack makes a query batch against θ'_i, and the query loss
-of f_θ'_i is the task's meta-loss. With a cross-task query, the query batch is made by the next
+For each sampled task: the task's attack makes a support batch against θ, ``inner_steps`` SGD steps
+on it give fast weights θ'_i, the attack makes a query batch against θ'_i, and the query loss of
+f_θ'_i is the task's meta-loss. With a cross-task query, the query batch is made by the next
 sampled task's attack instead (as MLDG, Li et al. 2018, meta-tests on a domain the inner step did
-not see): adapting to one threat model is rewarded for what it does against another. The
-support loss of θ itself (the first inner step's loss) comes back too, for outer objectives that also train the deployed, unadapted θ. The caller combines the
-task losses (mean, or task attention) and differentiates back to θ through the inner steps with its
-outer tape.
+not see): adapting to one threat model is rewarded for what it does against another. The support
+loss of θ itself (the first inner step's loss) comes back too, for outer objectives that also train
+the deployed, unadapted θ. The caller combines the task losses (mean, or task attention) and
+differentiates back to θ through the inner steps with its outer tape.
 """
 from __future__ import annotations
 
