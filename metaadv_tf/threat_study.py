@@ -41,7 +41,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
 # steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN,
 # results/efficiency.md); "cross": each task's query batch is attacked by the other sampled task's
-# threat model (MLDG).
+# threat model (MLDG); "worst": it is attacked by every task and each example scored by its worst
+# loss (MAX's objective, after adaptation).
 VARIANT_PARTS = {
     "mem": {"memory_steps": 1},
     "memtask": {"memory_steps": 1, "memory_per_task": True},
@@ -52,6 +53,7 @@ VARIANT_PARTS = {
     "inner1": {"inner_steps": 1},
     "inner5": {"inner_steps": 5},
     "cross": {"cross_task_query": True},
+    "worst": {"worst_case_query": True},
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)

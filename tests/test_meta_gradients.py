@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metaadv_tf.meta.functional import adapt, task_loss
+from metaadv_tf.meta.functional import adapt, cross_entropy, task_loss
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, maml_task_losses
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.models import SmallCNN
@@ -222,6 +222,48 @@ def test_cross_task_query_needs_two_tasks_and_no_pools():
         MetaConfig(pool_size=64, cross_task_query=True)
     with pytest.raises(ValueError, match="reptile"):
         TrainConfig(method="reptile", steps=1, epochs=None, meta=MetaConfig(cross_task_query=True))
+
+
+class _ShiftingDistribution(_ShiftingTasks):
+    """The same shifts as a task distribution's tasks, which ``worst_case_query`` runs one by one."""
+
+    @property
+    def tasks(self) -> list:
+        return [_ShiftTask(shift) for shift in self.shifts]
+
+
+class _ShiftTask:
+    def __init__(self, shift: tf.Tensor) -> None:
+        self.shift = shift
+
+    def attack(self, model_fn, x, y):
+        return x + self.shift
+
+
+def test_worst_case_query_scores_each_query_example_by_its_worst_task_attack(float64):
+    """Task i adapts on its own attack's support batch; every task of the distribution attacks its
+    query batch and each example counts with its largest loss at θ'_i."""
+    model, batch, params, state = _setup(batchnorm=False)
+    shifts = [0.0, 0.5, -0.5]
+    with tf.GradientTape() as tape:
+        terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
+                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_query=True)
+    for i in range(2):
+        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        per_shift = [cross_entropy(model.stateless_call(fast, state, batch.query_x[i] + shift, training=True)[0],
+                                   batch.query_y[i]).numpy() for shift in shifts]
+        assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()  # no shift is worst for all
+        np.testing.assert_allclose(float(terms.query[i]), np.mean(np.max(per_shift, 0)), rtol=1e-10)
+
+
+def test_worst_case_query_takes_fresh_attacks_alone():
+    for others in ({"cross_task_query": True}, {"consistency_weight": 1.0}, {"memory_steps": 1},
+                   {"pool_size": 64}):
+        with pytest.raises(ValueError, match=f"{next(iter(others))}="):
+            MetaConfig(worst_case_query=True, **others)
+    with pytest.raises(ValueError, match="reptile"):
+        TrainConfig(method="reptile", steps=1, epochs=None, meta=MetaConfig(worst_case_query=True))
 
 
 def _pooled_method(model, method: str, **meta):

@@ -199,9 +199,12 @@ def test_task_attention_and_learned_inner_rates_resume_from_the_checkpoint(tmp_p
     assert int(resumed.method.rates.optimizer.iterations.numpy()) == 2
 
 
-def test_cross_task_query_trains_with_the_perturbation_memory(tmp_path):
-    """The study's cross-task variant (MLDG) traces and trains: threat models differ per task."""
+@pytest.mark.parametrize("query", [{"memory_steps": 1, "cross_task_query": True}, {"worst_case_query": True}],
+                         ids=["cross_task_with_memory", "worst_case"])
+def test_query_variants_train_across_threat_models(tmp_path, query):
+    """The study's cross-task (MLDG, with the memory) and worst-case query variants trace and train:
+    threat models differ per task."""
     config = tiny_config("mat", steps=2, train_attacks="pgd_linf(steps=2),pgd_l1(steps=2),spatial(samples=2)",
-                         meta=MetaConfig(support_size=4, query_size=4, memory_steps=1, cross_task_query=True))
+                         meta=MetaConfig(support_size=4, query_size=4, **query))
     result = Trainer(config, str(tmp_path)).train(progress=False)
     assert result.steps == 2 and np.isfinite(result.last_loss)

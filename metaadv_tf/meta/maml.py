@@ -105,6 +105,7 @@ def maml_task_losses(
     rates: LearnedInnerRates | None = None,
     consistency: bool = False,
     cross_task_query: bool = False,
+    worst_case_query: bool = False,
 ) -> TaskLosses:
     """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
     ``consistency``, else empty); and the new state.
@@ -113,7 +114,9 @@ def maml_task_losses(
     With a ``memory``, attacks continue the images' remembered perturbations (the batch carries
     their indices). With ``rates``, each task's inner steps use its learned learning rates
     (Meta-SGD) instead of ``inner.learning_rate``. With ``cross_task_query``, task i's query batch is
-    attacked by task (i + 1) mod n of the batch. Attacks run with the outer tape paused: their
+    attacked by task (i + 1) mod n of the batch; with ``worst_case_query``, by every task of the
+    distribution, each example scored by its largest loss (as ``max`` training, after adaptation;
+    not with a memory or ``consistency``). Attacks run with the outer tape paused: their
     outputs are constants to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
@@ -136,18 +139,39 @@ def maml_task_losses(
             learning_rate=rates.rates(batch.task_ids[i]) if rates else inner.learning_rate,
             first_order=inner.first_order,
         )
+        support_losses.append(support_loss)
+        if adversarial and worst_case_query:
+            with outer_tape.stop_recording():
+                query_x = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
+            query_loss, state = worst_case_loss(model, fast, state, query_x, batch.query_y[i])
+            losses.append(query_loss)
+            continue
         if adversarial:
             query_task = batch.task_ids[(i + 1) % batch.num_tasks if cross_task_query else i]
             query_x = attack(query_task, model_fn(model, fast, state), query_x, batch.query_y[i],
                              _row(batch.query_indices, i))
         logits, state = apply(model, fast, state, query_x, training=True)
         losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))
-        support_losses.append(support_loss)
         if consistency:
             deployed, state = apply(model, params, state, query_x, training=True)
             agreements.append(prediction_kl(tf.stop_gradient(logits), deployed))
     return TaskLosses(losses, support_losses, agreements,
                       conditioning.keep_code(state, original) if conditioning else state)
+
+
+def worst_case_inputs(tasks: TaskDistribution, target: ModelFn, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Every task's adversarial examples of (x, y) against ``target``, concatenated in task order."""
+    return tf.concat([task.attack(target, x, y) for task in tasks.tasks], 0)
+
+
+def worst_case_loss(model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor],
+                    inputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, Params]:
+    """Mean over the examples of y of the largest cross-entropy among their versions in ``inputs``
+    (``worst_case_inputs``), from one forward pass; and the new state."""
+    logits, state = apply(model, params, state, inputs, training=True)
+    copies = tf.shape(inputs)[0] // tf.shape(y)[0]
+    per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [copies])), [copies, -1])
+    return tf.reduce_mean(tf.reduce_max(per_example, 0)), state
 
 
 def prediction_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:

@@ -37,9 +37,10 @@ class MetaConfig:
     on the tasks' adversarial examples directly as well; ``consistency_weight`` c adds c · KL from
     the adapted model's query predictions to θ's. ``cross_task_query`` (mat, fomaml; needs
     ``num_tasks`` >= 2) attacks each task's query batch with the next sampled task's attack, so
-    adapting to one threat model is scored against another (MLDG). ``learn_inner_rates`` (mat, fomaml) learns a
-    learning rate per task and parameter tensor (Meta-SGD; Adam at ``inner_rates_learning_rate``),
-    starting at ``inner_learning_rate``.
+    adapting to one threat model is scored against another (MLDG); ``worst_case_query`` (mat,
+    fomaml) attacks it with every task and scores each example by its worst loss, as ``max`` does.
+    ``learn_inner_rates`` (mat, fomaml) learns a learning rate per task and parameter tensor
+    (Meta-SGD; Adam at ``inner_rates_learning_rate``), starting at ``inner_learning_rate``.
     """
 
     num_tasks: int = 2
@@ -62,6 +63,7 @@ class MetaConfig:
     pre_adaptation_weight: float = 0.0
     consistency_weight: float = 0.0
     cross_task_query: bool = False
+    worst_case_query: bool = False
     learn_inner_rates: bool = False
     inner_rates_learning_rate: float = 0.001
 
@@ -89,6 +91,14 @@ class MetaConfig:
                 f"cross_task_query attacks a task's query batch with another sampled task's attack;"
                 f" it needs num_tasks >= 2. Received: num_tasks={self.num_tasks}"
             )
+        if self.worst_case_query:
+            others = {"cross_task_query": self.cross_task_query, "consistency_weight": self.consistency_weight,
+                      "memory_steps": self.memory_steps, "pool_size": self.pool_size}
+            if any(others.values()):
+                raise ValueError(
+                    "worst_case_query attacks each query batch with every task, fresh at every step; it"
+                    f" does not combine with {', '.join(f'{k}={v}' for k, v in others.items() if v)}."
+                )
         if self.memory_per_task and not self.memory_steps:
             raise ValueError("memory_per_task splits the perturbation memory by task; it needs"
                              f" memory_steps >= 1. Received: memory_steps={self.memory_steps}")
@@ -181,7 +191,7 @@ class TrainConfig:
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
         loss_terms = ("task_attention", "pre_adaptation_weight", "consistency_weight", "learn_inner_rates",
-                      "cross_task_query")
+                      "cross_task_query", "worst_case_query")
         extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", *loss_terms)
                       if getattr(self.meta, name)]
         if extensions and self.method not in META_METHODS:
