@@ -173,6 +173,7 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
         assert r["ours"] == records[0]["metrics"]["robust_accuracy"][r["threat_model"]]  # same 8 images
         assert r["ART"] <= min(r[k] for k in ("APGD-CE", "APGD-DLR", "Square") if k in r)  # per-image worst
         assert r["both"] <= min(r["ours"], r["ART"])
+        assert set(r["non-finite"]) == {k for k in ("APGD-CE", "APGD-DLR", "Square") if k in r}
     assert "Square" not in external[2]  # ART has no L1 Square
     too_many = run_script("external_check.py", f"--runs={run}", "--examples=9", folder="scripts/experiments")
     assert too_many.returncode != 0 and "--examples=9" in too_many.stderr

@@ -8,7 +8,10 @@ v2 evaluation left), the first ``--examples`` test images are attacked with ART'
 ``AutoProjectedGradientDescent`` (cross-entropy and DLR losses, ``--steps`` iterations, one start,
 first step 2·eps as in AutoAttack) in each Lp threat model at protocol v2's radius, and with ART's
 ``SquareAttack`` (Linf and L2, ``--queries`` iterations; ART has no L1 Square). ART's adversarial
-examples are checked to lie in the threat model's ball and in [0, 1] before they count.
+examples are checked to lie in the threat model's ball and in [0, 1] before they count. An image
+ART returns with non-finite values is no adversarial example: it counts as not fooled, and the
+record says how many there were per attack (ART 1.20's L2 Square divides by zero on some images
+and returns NaN, which a model still classifies, mostly wrongly).
 
 Per run and threat model the table gives our protocol v2 accuracy on the same images (the
 cache's per-image results), ART's accuracy per attack and worst case, and the worst case over both
@@ -26,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from metaadv_tf.art_bridge import art_apgd, art_classifier  # noqa: E402
+from metaadv_tf.art_bridge import art_apgd, art_classifier, valid_examples  # noqa: E402
 from metaadv_tf.attack_specs import parse_attack  # noqa: E402
 from metaadv_tf.data import load_arrays  # noqa: E402
 from metaadv_tf.evaluation_cache import open_cache  # noqa: E402
@@ -44,7 +47,6 @@ flags.DEFINE_integer("queries", 1000, "Square iterations (one query each).")
 flags.DEFINE_integer("batch_size", 250, "Images per ART call.")
 flags.DEFINE_string("output", "results/external_check.md", "The table (.json beside it).")
 
-TOLERANCE = 1e-4  # relative slack on the radius for float32 round-off
 
 
 def art_attacks(classifier, norm: float, eps: float) -> dict:
@@ -59,13 +61,8 @@ def art_attacks(classifier, norm: float, eps: float) -> dict:
     return attacks
 
 
-def still_correct(model: keras.Model, x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, norm: float,
-                  eps: float) -> np.ndarray:
-    """Per image: the model classifies ``x_adv`` correctly. Raises if ART left the threat model."""
-    distances = np.linalg.norm((x_adv - x).reshape(len(x), -1), ord=norm, axis=1)
-    if distances.max() > eps * (1 + TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1:
-        raise RuntimeError(f"ART's examples leave the L{norm} ball of radius {eps} or [0, 1]:"
-                           f" largest distance {distances.max():.6g}, range [{x_adv.min()}, {x_adv.max()}].")
+def still_correct(model: keras.Model, x_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per image: the model classifies ``x_adv`` correctly."""
     return np.argmax(model.predict(x_adv, batch_size=FLAGS.batch_size, verbose=0), axis=1) == y
 
 
@@ -91,12 +88,15 @@ def check_run(directory: str) -> list[dict]:
         ours = stored[0][: FLAGS.examples]
         attack = parse_attack(spec)
         norm, eps = attack.norm, float(attack.eps)
-        theirs = {label: still_correct(model, x, art.generate(x, y), y, norm, eps)
-                  for label, art in art_attacks(classifier, norm, eps).items()}
+        theirs, invalid = {}, {}
+        for label, art in art_attacks(classifier, norm, eps).items():
+            x_adv, invalid[label] = valid_examples(x, art.generate(x, y), norm, eps)
+            theirs[label] = still_correct(model, x_adv, y)
         art_worst = np.logical_and.reduce(list(theirs.values()))
         records.append({"run": directory, "threat_model": threat_model, "eps": eps, "examples": FLAGS.examples,
                         "ours": float(ours.mean()), **{k: float(v.mean()) for k, v in theirs.items()},
-                        "ART": float(art_worst.mean()), "both": float((ours & art_worst).mean())})
+                        "ART": float(art_worst.mean()), "both": float((ours & art_worst).mean()),
+                        "non-finite": invalid})
         print(records[-1], flush=True)
     return records
 
@@ -106,14 +106,17 @@ def main(argv: list[str]) -> None:
     records = [record for directory in FLAGS.runs for record in check_run(directory)]
     labels = ["APGD-CE", "APGD-DLR", "Square"]
     rows = [[r["run"], r["threat_model"], *[f"{100 * r[k]:.1f}" if k in r else "-"
-                                            for k in ("ours", *labels, "ART", "both")]] for r in records]
+                                            for k in ("ours", *labels, "ART", "both")],
+             ", ".join(f"{label} {count}" for label, count in r["non-finite"].items() if count) or "-"]
+            for r in records]
     table = markdown_table(["run", "threat model", "ours (v2)", *[f"ART {label}" for label in labels],
-                            "ART worst", "both"], rows)
+                            "ART worst", "both", "ART non-finite images"], rows)
     description = (
         f"Robust accuracy (%) on the first {FLAGS.examples} Fashion-MNIST test images at protocol v2's radii."
         f" ours: protocol v2 (AutoAttack), per image from the run's cache. ART (adversarial-robustness-toolbox):"
         f" AutoProjectedGradientDescent, {FLAGS.steps} iterations, one start, CE and DLR losses; SquareAttack,"
-        f" {FLAGS.queries} iterations (Linf, L2). both: wrong under either library's attacks."
+        f" {FLAGS.queries} iterations (Linf, L2). both: wrong under either library's attacks. Images ART"
+        f" returned with non-finite values (counted in the last column) count as not fooled."
     )
     write_results(FLAGS.output, "Protocol v2 checked with ART", description, table, records)
 
