@@ -26,6 +26,9 @@ declare -A RECIPES=(
   [resnet18_mat]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [resnet18_mat_inner1]="$RESNET --method=mat --train_attacks=$TASKS $META"
   [resnet18_pgd_at]="$RESNET --method=pgd_at --pgd_steps=7"
+  # issue 16, point 5: multi-attack baselines on resnet18_mat's tasks and budget
+  [resnet18_sat]="$RESNET --method=sat --train_attacks=$TASKS"
+  [resnet18_max]="$RESNET --method=max --train_attacks=$TASKS"
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" | sort; exit 0; fi
