@@ -36,6 +36,6 @@ setup(
         "cpu": [f"tensorflow-cpu{TENSORFLOW}; sys_platform != 'darwin'",
                 f"tensorflow{TENSORFLOW}; sys_platform == 'darwin'"],
         "gpu": [f"tensorflow[and-cuda]{TENSORFLOW}"],
-        "test": ["pytest>=7", "adversarial-robustness-toolbox>=1.20,<1.21"],
+        "test": ["pytest>=7", "adversarial-robustness-toolbox>=1.20,<1.21", "foolbox>=3.3.4,<3.4"],
     },
 )

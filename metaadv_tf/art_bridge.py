@@ -1,6 +1,6 @@
 """IBM ART (adversarial-robustness-toolbox, the ``test`` extra) around our models: outside checks
 of our attacks and results (tests, ``benchmarks/attacks.py``, ``scripts/experiments/external_check.py``),
-and ``valid_examples``, which checks what ART's attacks return before it counts."""
+and ``valid_examples``, which checks what an outside library's attack returns before it counts."""
 from __future__ import annotations
 
 from typing import Any
@@ -37,6 +37,6 @@ def valid_examples(x: np.ndarray, x_adv: np.ndarray, norm: float, eps: float) ->
     x_adv = np.where(invalid.reshape(-1, *[1] * (x.ndim - 1)), x, x_adv)
     distances = np.linalg.norm((x_adv - x).reshape(len(x), -1), ord=norm, axis=1)
     if distances.max() > eps * (1 + RADIUS_TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1:
-        raise RuntimeError(f"ART's examples leave the L{norm} ball of radius {eps} or [0, 1]:"
+        raise RuntimeError(f"The adversarial examples leave the L{norm} ball of radius {eps} or [0, 1]:"
                            f" largest distance {distances.max():.6g}, range [{x_adv.min()}, {x_adv.max()}].")
     return x_adv, int(invalid.sum())
