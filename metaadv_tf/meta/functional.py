@@ -51,6 +51,19 @@ def task_loss(
     return tf.reduce_mean(cross_entropy(logits, y)), new_state
 
 
+def multi_attack_loss(
+    model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor], batches: Sequence[tf.Tensor],
+    y: tf.Tensor, reduce: str = "mean",
+) -> tuple[tf.Tensor, Params]:
+    """Mean over the examples of y of their cross-entropy over their versions in ``batches`` (one
+    batch per attack), reduced per example by "mean" or "max"; one forward pass, so one set of
+    batch statistics and one state update. Returns (loss, new state)."""
+    logits, state = apply(model, params, state, tf.concat(list(batches), 0), training=True)
+    per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(batches)])), [len(batches), -1])
+    reduced = tf.reduce_max(per_example, 0) if reduce == "max" else tf.reduce_mean(per_example, 0)
+    return tf.reduce_mean(reduced), state
+
+
 def adapt(
     model: keras.Model,
     params: Sequence[tf.Tensor],

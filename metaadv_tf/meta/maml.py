@@ -17,7 +17,8 @@ from typing import NamedTuple, Sequence
 import keras
 import tensorflow as tf
 
-from metaadv_tf.meta.functional import ModelFn, Params, adapt, apply, cross_entropy, model_fn
+from metaadv_tf.meta.functional import (ModelFn, Params, adapt, apply, cross_entropy, model_fn,
+                                        multi_attack_loss)
 from metaadv_tf.meta.inner_rates import LearnedInnerRates
 from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.tasks import TaskDistribution
@@ -143,7 +144,7 @@ def maml_task_losses(
         if adversarial and worst_case_query:
             with outer_tape.stop_recording():
                 query_x = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
-            query_loss, state = worst_case_loss(model, fast, state, query_x, batch.query_y[i])
+            query_loss, state = multi_attack_loss(model, fast, state, query_x, batch.query_y[i], reduce="max")
             losses.append(query_loss)
             continue
         if adversarial:
@@ -159,19 +160,9 @@ def maml_task_losses(
                       conditioning.keep_code(state, original) if conditioning else state)
 
 
-def worst_case_inputs(tasks: TaskDistribution, target: ModelFn, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Every task's adversarial examples of (x, y) against ``target``, concatenated in task order."""
-    return tf.concat([task.attack(target, x, y) for task in tasks.tasks], 0)
-
-
-def worst_case_loss(model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor],
-                    inputs: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, Params]:
-    """Mean over the examples of y of the largest cross-entropy among their versions in ``inputs``
-    (``worst_case_inputs``), from one forward pass; and the new state."""
-    logits, state = apply(model, params, state, inputs, training=True)
-    copies = tf.shape(inputs)[0] // tf.shape(y)[0]
-    per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [copies])), [copies, -1])
-    return tf.reduce_mean(tf.reduce_max(per_example, 0)), state
+def worst_case_inputs(tasks: TaskDistribution, target: ModelFn, x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
+    """Every task's adversarial examples of (x, y) against ``target``, in task order."""
+    return [task.attack(target, x, y) for task in tasks.tasks]
 
 
 def prediction_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:

@@ -30,7 +30,7 @@ from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import ModelFn, get_attack
 from metaadv_tf.meta.attention import TaskAttention
 from metaadv_tf.meta.inner_rates import LearnedInnerRates
-from metaadv_tf.meta.functional import Params, apply, cross_entropy, dense_gradients, model_fn
+from metaadv_tf.meta.functional import Params, dense_gradients, model_fn, multi_attack_loss
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
 from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.reptile import reptile_direction
@@ -131,11 +131,7 @@ class AttackMethod(LossMethod):
     def loss(self, params, state, x, y, sample, tape):
         with tape.stop_recording():
             inputs = self.examples(params, state, x, y, sample)
-        # one forward pass over all attacks' examples: one set of batch statistics, one state update
-        logits, state = apply(self.model, params, state, tf.concat(inputs, 0), training=True)
-        per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(inputs)])), [len(inputs), -1])
-        reduced = tf.reduce_max(per_example, 0) if self.reduce == "max" else tf.reduce_mean(per_example, 0)
-        loss = tf.reduce_mean(reduced)
+        loss, state = multi_attack_loss(self.model, params, state, inputs, y, self.reduce)
         task_losses = tf.fill([self.num_sampled_tasks], loss)  # sampled tasks share the batch
         return loss, state, task_losses, tf.ones_like(task_losses)
 
