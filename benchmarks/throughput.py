@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py --models=cnn,resnet18 --output=results/throughput.md
     python benchmarks/throughput.py --recipe=cnn_mat_inner3,cnn_max --output=results/throughput_recipes.md
+    python benchmarks/throughput.py --runs=runs/threat_models/no_L1/sat_seed0,runs/threat_models/no_L1/mat_seed0
 
 Each method gets the same images per step (128: batch 128, or 2 tasks x (32 support + 32 query)).
 A step's time includes making its adversarial examples. ``mat+pool`` is second-order MAT drawing
@@ -11,6 +12,8 @@ with 1 attack step per visit (`metaadv_tf.meta.memory`). ``--recipe=NAME`` inste
 training recipe (its card's ``train_config``: model, batch, method, attacks, meta settings;
 ``--models``, ``--methods``, ``--train_attacks`` and ``--jit_compile`` do not apply) beside
 ``pgd_at`` with 7 steps on the same model and batch size (timed once for recipes that share it).
+``--runs=DIR`` does the same for training runs' recipes (each workdir's ``config.json``, labelled by
+the last two folders of the workdir), e.g. the threat-model study's.
 Numbers on a shared 2-core machine vary by ±30 %: compare methods within one run.
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ flags.DEFINE_list("methods", [*(m for m in METHODS if m != "msd"), "mat+pool", "
                   "Methods to measure; a meta method may add +pool (adversarial pools), +innerN (N inner"
                   " steps) and +memN (perturbation memory, N attack steps per visit).")
 flags.DEFINE_list("recipe", None, "Zoo models whose training recipe (card train_config) to time beside PGD-7 AT on"
+                  " the same model and batch size, instead of --models and --methods.")
+flags.DEFINE_list("runs", None, "Training workdirs whose recipe (their config.json) to time beside PGD-7 AT on"
                   " the same model and batch size, instead of --models and --methods.")
 flags.DEFINE_integer("steps", 10, "Timed steps per method or recipe (after one warm-up step).")
 flags.DEFINE_string("train_attacks", "fgsm,pgd_linf(steps=3)", "Tasks of the multi-attack methods.")
@@ -82,6 +87,20 @@ def recipe_config(name: str) -> TrainConfig:
     return timed(TrainConfig.from_json(json.dumps(zoo.get_card(name).train_config)))
 
 
+def run_config(workdir: str) -> TrainConfig:
+    """The training config of the run in ``workdir`` (its ``config.json``), timed."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"--runs: {workdir!r} has no config.json; expected a training run's workdir.")
+    with open(path, encoding="utf-8") as handle:
+        return timed(TrainConfig.from_json(handle.read()))
+
+
+def run_label(workdir: str) -> str:
+    """A run's label: the last two folders of its workdir (the study's ``SET/METHOD_seedS``)."""
+    return "/".join(os.path.normpath(workdir).split(os.sep)[-2:])
+
+
 def pgd_at_config(recipe: TrainConfig) -> TrainConfig:
     """PGD-7 AT on ``recipe``'s model, data and batch size."""
     return dataclasses.replace(recipe, method="pgd_at", pgd_steps=7, meta=MetaConfig())
@@ -93,11 +112,10 @@ def method_groups() -> list[tuple[str, dict[str, TrainConfig]]]:
             for model in FLAGS.models]
 
 
-def recipe_groups(names: list[str]) -> list[tuple[str, dict[str, TrainConfig]]]:
-    """The recipes by name, each beside its pgd_at (timed once for recipes that share it)."""
+def recipe_groups(recipes: dict[str, TrainConfig]) -> list[tuple[str, dict[str, TrainConfig]]]:
+    """The recipes by label, each beside its pgd_at (timed once for recipes that share it)."""
     groups: dict[str, tuple[str, dict[str, TrainConfig]]] = {}
-    for name in names:
-        recipe = recipe_config(name)
+    for name, recipe in recipes.items():
         baseline = pgd_at_config(recipe)
         groups.setdefault(baseline.to_json(), (recipe.model, {"pgd_at": baseline}))[1][name] = recipe
     return list(groups.values())
@@ -134,7 +152,15 @@ def table_rows(model: str, configs: dict[str, TrainConfig], steps: int) -> list[
 
 def main(argv: list[str]) -> None:
     del argv
-    groups = exit_on_error(lambda: recipe_groups(FLAGS.recipe)) if FLAGS.recipe else method_groups()
+    if FLAGS.recipe and FLAGS.runs:
+        raise app.UsageError("--recipe and --runs are alternatives; give one.")
+    if FLAGS.recipe:
+        groups = exit_on_error(lambda: recipe_groups({name: recipe_config(name) for name in FLAGS.recipe}))
+    elif FLAGS.runs:
+        groups = exit_on_error(lambda: recipe_groups(
+            {run_label(run): run_config(run) for run in FLAGS.runs}))
+    else:
+        groups = method_groups()
     rows = ["| model | method | images/s | relative to pgd_at |", "|---|---|---|---|"]
     for model, configs in groups:
         rows += table_rows(model, configs, FLAGS.steps)

@@ -109,6 +109,23 @@ def test_throughput_benchmark_names_an_unknown_recipe_and_the_choices():
     assert "Expected one of: cnn_avg, " in result.stderr and result.stdout == ""  # nothing timed
 
 
+def test_throughput_benchmark_times_training_runs_recipes_beside_pgd_at(tmp_path):
+    from metaadv_tf.training import MetaConfig, TrainConfig, train
+
+    run = tmp_path / "no_L1" / "mat_seed0"
+    config = TrainConfig(method="mat", model="cnn", model_args={"width": 4}, train_examples=64, steps=1,
+                         batch_size=16, epochs=None, meta=MetaConfig(num_tasks=2, support_size=4, query_size=4),
+                         train_attacks="fgsm,pgd_l2(steps=2)", checkpoint_every=1)
+    train(config, str(run), progress=False)
+    output = tmp_path / "throughput.md"
+    result = run_script("throughput.py", f"--runs={run}", "--steps=1", f"--output={output}", folder="benchmarks")
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = re.findall(r"^\| cnn \| (\S+) \| [\d.]+ \| \S+ \|$", output.read_text(), re.MULTILINE)
+    assert labels == ["pgd_at", "no_L1/mat_seed0"]
+    missing = run_script("throughput.py", f"--runs={tmp_path}", "--steps=1", folder="benchmarks")
+    assert missing.returncode == 1 and "has no config.json" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     from metaadv_tf.training import MetaConfig, TrainConfig, train
 
