@@ -150,17 +150,20 @@ def table_rows(model: str, configs: dict[str, TrainConfig], steps: int) -> list[
             for label, rate in rates.items()]
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def selected_groups() -> list[tuple[str, dict[str, TrainConfig]]]:
+    """The configs to time: ``--recipe``'s, ``--runs``' or ``--models`` x ``--methods``."""
     if FLAGS.recipe and FLAGS.runs:
         raise app.UsageError("--recipe and --runs are alternatives; give one.")
     if FLAGS.recipe:
-        groups = exit_on_error(lambda: recipe_groups({name: recipe_config(name) for name in FLAGS.recipe}))
-    elif FLAGS.runs:
-        groups = exit_on_error(lambda: recipe_groups(
-            {run_label(run): run_config(run) for run in FLAGS.runs}))
-    else:
-        groups = method_groups()
+        return exit_on_error(lambda: recipe_groups({name: recipe_config(name) for name in FLAGS.recipe}))
+    if FLAGS.runs:
+        return exit_on_error(lambda: recipe_groups({run_label(run): run_config(run) for run in FLAGS.runs}))
+    return method_groups()
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    groups = selected_groups()
     rows = ["| model | method | images/s | relative to pgd_at |", "|---|---|---|---|"]
     for model, configs in groups:
         rows += table_rows(model, configs, FLAGS.steps)
