@@ -42,7 +42,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN,
 # results/efficiency.md); "cross": each task's query batch is attacked by the other sampled task's
 # threat model (MLDG); "worst": it is attacked by every task and each example scored by its worst
-# loss (MAX's objective, after adaptation).
+# loss (MAX's objective, after adaptation); "variation" (with "worst"): + 0.5 x the query examples'
+# largest logit distance between two threat models (Dai et al. 2022's variation regularization).
 VARIANT_PARTS = {
     "mem": {"memory_steps": 1},
     "memtask": {"memory_steps": 1, "memory_per_task": True},
@@ -54,6 +55,7 @@ VARIANT_PARTS = {
     "inner5": {"inner_steps": 5},
     "cross": {"cross_task_query": True},
     "worst": {"worst_case_query": True},
+    "variation": {"variation_weight": 0.5},
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)

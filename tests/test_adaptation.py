@@ -108,6 +108,7 @@ def test_study_recipes_of_methods_and_mat_variants():
     assert study.recipe("fomaml_mem_inner5")[1].inner_steps == 5
     assert study.recipe("mat_mem_cross")[1].cross_task_query
     assert study.recipe("mat_worst")[1].worst_case_query
+    assert study.recipe("mat_worst_variation")[1].variation_weight == 0.5
     assert study.recipe("mat_memtask")[1].memory_per_task
     assert study.recipe("pgd_at") == ("pgd_at", MetaConfig())
     method, meta = study.recipe("fomaml_mem_cross_inner1")  # parts combine

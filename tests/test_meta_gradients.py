@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metaadv_tf.meta.functional import adapt, cross_entropy, task_loss
+from metaadv_tf.meta.functional import adapt, cross_entropy, logit_variation, task_loss
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, maml_task_losses
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.models import SmallCNN
@@ -255,6 +255,48 @@ def test_worst_case_query_scores_each_query_example_by_its_worst_task_attack(flo
                                    batch.query_y[i]).numpy() for shift in shifts]
         assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()  # no shift is worst for all
         np.testing.assert_allclose(float(terms.query[i]), np.mean(np.max(per_shift, 0)), rtol=1e-10)
+
+
+def test_variation_weight_adds_the_largest_logit_distance_between_the_query_attacks(float64):
+    """With ``variation_weight`` v, a task's query loss grows by v · mean over the query examples of
+    the largest L2 distance between two of their logit vectors under the distribution's attacks."""
+    model, batch, params, state = _setup(batchnorm=False)
+    shifts = [0.0, 0.5, -0.5]
+
+    def query_losses(weight: float) -> list[float]:
+        with tf.GradientTape() as tape:
+            terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
+                                     InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_query=True,
+                                     variation_weight=weight)
+        return [float(loss) for loss in terms.query]
+
+    plain, regularized = query_losses(0.0), query_losses(0.5)
+    for i in range(2):
+        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        logits = [model.stateless_call(fast, state, batch.query_x[i] + shift, training=True)[0].numpy()
+                  for shift in shifts]
+        pairs = [np.linalg.norm(logits[a] - logits[b], axis=-1) for a, b in ((0, 1), (0, 2), (1, 2))]
+        assert np.argmax(pairs, 0).min() != np.argmax(pairs, 0).max()  # no pair is farthest for all
+        np.testing.assert_allclose(regularized[i] - plain[i], 0.5 * np.mean(np.max(pairs, 0)), rtol=1e-8)
+
+
+def test_logit_variation_of_identical_logits_is_zero_with_finite_gradients():
+    logits = tf.constant([[1.0, 2.0], [3.0, -1.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        variation = logit_variation([logits, logits + 0.0])
+    assert float(variation) == pytest.approx(0.0, abs=1e-5)
+    assert np.all(np.isfinite(tape.gradient(variation, logits).numpy()))
+    with pytest.raises(ValueError, match="at least 2 attacks. Received: 1"):
+        logit_variation([logits])
+
+
+def test_variation_weight_needs_the_worst_case_query():
+    with pytest.raises(ValueError, match="needs worst_case_query"):
+        MetaConfig(variation_weight=0.5)
+    with pytest.raises(ValueError, match="variation_weight"):
+        MetaConfig(worst_case_query=True, variation_weight=-1.0)
 
 
 def test_worst_case_query_takes_fresh_attacks_alone():

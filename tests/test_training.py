@@ -199,8 +199,9 @@ def test_task_attention_and_learned_inner_rates_resume_from_the_checkpoint(tmp_p
     assert int(resumed.method.rates.optimizer.iterations.numpy()) == 2
 
 
-@pytest.mark.parametrize("query", [{"memory_steps": 1, "cross_task_query": True}, {"worst_case_query": True}],
-                         ids=["cross_task_with_memory", "worst_case"])
+@pytest.mark.parametrize("query", [{"memory_steps": 1, "cross_task_query": True}, {"worst_case_query": True},
+                                   {"worst_case_query": True, "variation_weight": 0.5}],
+                         ids=["cross_task_with_memory", "worst_case", "worst_case_with_variation"])
 def test_query_variants_train_across_threat_models(tmp_path, query):
     """The study's cross-task (MLDG, with the memory) and worst-case query variants trace and train:
     threat models differ per task."""

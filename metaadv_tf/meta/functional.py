@@ -53,15 +53,30 @@ def task_loss(
 
 def multi_attack_loss(
     model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor], batches: Sequence[tf.Tensor],
-    y: tf.Tensor, reduce: str = "mean",
+    y: tf.Tensor, reduce: str = "mean", variation_weight: float = 0.0,
 ) -> tuple[tf.Tensor, Params]:
     """Mean over the examples of y of their cross-entropy over their versions in ``batches`` (one
-    batch per attack), reduced per example by "mean" or "max"; one forward pass, so one set of
-    batch statistics and one state update. Returns (loss, new state)."""
+    batch per attack), reduced per example by "mean" or "max", plus ``variation_weight`` times
+    their ``logit_variation``; one forward pass, so one set of batch statistics and one state
+    update. Returns (loss, new state)."""
     logits, state = apply(model, params, state, tf.concat(list(batches), 0), training=True)
     per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(batches)])), [len(batches), -1])
     reduced = tf.reduce_max(per_example, 0) if reduce == "max" else tf.reduce_mean(per_example, 0)
-    return tf.reduce_mean(reduced), state
+    loss = tf.reduce_mean(reduced)
+    if variation_weight:
+        loss += variation_weight * logit_variation(tf.split(logits, len(batches)))
+    return loss, state
+
+
+def logit_variation(logits: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Mean over the examples of the largest L2 distance between two of their logit vectors (one
+    tensor per attack, the same examples in the same order): the variation regularizer of Dai et
+    al. (2022, "Formulating Robustness Against Unforeseen Attacks"), taken across threat models."""
+    distances = [tf.sqrt(tf.reduce_sum(tf.square(a - b), -1) + 1e-12)
+                 for i, a in enumerate(logits) for b in logits[i + 1:]]
+    if not distances:
+        raise ValueError(f"logit_variation needs logits of at least 2 attacks. Received: {len(logits)}")
+    return tf.reduce_mean(tf.reduce_max(tf.stack(distances), 0))
 
 
 def adapt(

@@ -107,6 +107,7 @@ def maml_task_losses(
     consistency: bool = False,
     cross_task_query: bool = False,
     worst_case_query: bool = False,
+    variation_weight: float = 0.0,
 ) -> TaskLosses:
     """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
     ``consistency``, else empty); and the new state.
@@ -117,7 +118,8 @@ def maml_task_losses(
     (Meta-SGD) instead of ``inner.learning_rate``. With ``cross_task_query``, task i's query batch is
     attacked by task (i + 1) mod n of the batch; with ``worst_case_query``, by every task of the
     distribution, each example scored by its largest loss (as ``max`` training, after adaptation;
-    not with a memory or ``consistency``). Attacks run with the outer tape paused: their
+    not with a memory or ``consistency``), plus ``variation_weight`` times their logit variation
+    across the tasks' attacks. Attacks run with the outer tape paused: their
     outputs are constants to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
@@ -144,7 +146,8 @@ def maml_task_losses(
         if adversarial and worst_case_query:
             with outer_tape.stop_recording():
                 query_x = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
-            query_loss, state = multi_attack_loss(model, fast, state, query_x, batch.query_y[i], reduce="max")
+            query_loss, state = multi_attack_loss(model, fast, state, query_x, batch.query_y[i], reduce="max",
+                                                 variation_weight=variation_weight)
             losses.append(query_loss)
             continue
         if adversarial:

@@ -38,7 +38,9 @@ class MetaConfig:
     the adapted model's query predictions to θ's. ``cross_task_query`` (mat, fomaml; needs
     ``num_tasks`` >= 2) attacks each task's query batch with the next sampled task's attack, so
     adapting to one threat model is scored against another (MLDG); ``worst_case_query`` (mat,
-    fomaml) attacks it with every task and scores each example by its worst loss, as ``max`` does.
+    fomaml) attacks it with every task and scores each example by its worst loss, as ``max`` does;
+    with it, ``variation_weight`` v adds v · the query examples' largest logit distance between two
+    threat models (variation regularization, `metaadv_tf.meta.functional.logit_variation`).
     ``learn_inner_rates`` (mat, fomaml) learns a learning rate per task and parameter tensor
     (Meta-SGD; Adam at ``inner_rates_learning_rate``), starting at ``inner_learning_rate``.
     """
@@ -64,6 +66,7 @@ class MetaConfig:
     consistency_weight: float = 0.0
     cross_task_query: bool = False
     worst_case_query: bool = False
+    variation_weight: float = 0.0
     learn_inner_rates: bool = False
     inner_rates_learning_rate: float = 0.001
 
@@ -81,6 +84,10 @@ class MetaConfig:
         check_positive("pre_adaptation_weight", self.pre_adaptation_weight, allow_zero=True)
         check_positive("consistency_weight", self.consistency_weight, allow_zero=True)
         check_positive("inner_rates_learning_rate", self.inner_rates_learning_rate)
+        check_positive("variation_weight", self.variation_weight, allow_zero=True)
+        if self.variation_weight and not self.worst_case_query:
+            raise ValueError("variation_weight compares each query example's versions under every task's"
+                             " attack; it needs worst_case_query. Received: worst_case_query=False")
         if not 0.0 <= self.unknown_task_rate < 1.0:
             raise ValueError(
                 f"unknown_task_rate must be in [0, 1). Received: unknown_task_rate={self.unknown_task_rate}"
