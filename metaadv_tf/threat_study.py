@@ -78,14 +78,38 @@ def recipe(label: str) -> tuple[str, MetaConfig]:
     ``VARIANT_PARTS`` joined by "_" (e.g. ``fomaml_mem_inner5``). Meta methods get the study's MAT
     recipe (2 tasks x (32 support + 32 query), 3 inner steps, anchored meta-loss) with each part's
     changes. Raises ValueError for an unknown part."""
-    method, *parts = label.split("_")
+    method = label.split("_")[0]
     if method not in META_METHODS:
         return label, MetaConfig()
     settings = {"num_tasks": 2, "support_size": 32, "query_size": 32, "inner_steps": 3,
                 "pre_adaptation_weight": 1.0}
-    for part in parts:
-        settings.update(VARIANT_PARTS[check_choice(f"variant part of {label!r}", part, list(VARIANT_PARTS))])
-    return method, MetaConfig(**settings)
+    return method, MetaConfig(**{**settings, **variant_changes(label)})
+
+
+def variant_changes(label: str) -> dict[str, Any]:
+    """The MetaConfig settings variant ``label`` changes from the study's MAT recipe (its parts'
+    ``VARIANT_PARTS`` entries; empty for a plain method)."""
+    method, *parts = label.split("_")
+    changes: dict[str, Any] = {}
+    for part in parts if method in META_METHODS else []:
+        changes.update(VARIANT_PARTS[check_choice(f"variant part of {label!r}", part, list(VARIANT_PARTS))])
+    return changes
+
+
+def variant_lines(records: Sequence[Record]) -> list[str]:
+    """One Markdown line per MAT variant among ``records``: its changes to the MAT recipe and the
+    threat_models.py command that trains and measures it on the task sets and seeds it has."""
+    lines = []
+    for label in dict.fromkeys(r["method"] for r in records):
+        if not (changes := variant_changes(label)):
+            continue
+        mine = [r for r in records if r["method"] == label]
+        task_sets = ",".join(dict.fromkeys(r["task_set"] for r in mine))
+        seeds = ",".join(str(s) for s in sorted({r["seed"] for r in mine}))
+        settings = ", ".join(f"{name}={value}" for name, value in changes.items())
+        lines.append(f"- `{label}` ({label.split('_')[0]}, {settings}): `python scripts/experiments/threat_models.py"
+                     f" --task_sets={task_sets} --methods={label} --seeds={seeds}`")
+    return lines
 
 
 def validation_curve(directory: str) -> dict[float, float]:

@@ -117,6 +117,19 @@ def test_study_recipes_of_methods_and_mat_variants():
         study.recipe("mat_fast")
 
 
+def test_variant_lines_give_each_variants_changes_and_its_command():
+    records = [{"method": m, "task_set": t, "seed": s} for m, t, s in
+               [("sat", "no_L1", 0), ("mat_worst", "no_L1", 0), ("mat_worst", "no_L2", 0), ("mat_worst", "no_L1", 1),
+                ("fomaml_inner5", "no_L1", 0), ("mat", "no_L1", 0)]]
+    assert study.variant_changes("mat") == {} and study.variant_changes("pgd_at") == {}
+    assert study.variant_lines(records) == [
+        "- `mat_worst` (mat, worst_case_query=True): `python scripts/experiments/threat_models.py"
+        " --task_sets=no_L1,no_L2 --methods=mat_worst --seeds=0,1`",
+        "- `fomaml_inner5` (fomaml, inner_steps=5): `python scripts/experiments/threat_models.py"
+        " --task_sets=no_L1 --methods=fomaml_inner5 --seeds=0`",
+    ]
+
+
 def test_validation_curve_is_union_accuracy_by_epoch(tmp_path):
     config = TrainConfig(method="sat", train_examples=612, validation_examples=100, batch_size=128, steps=None,
                          epochs=1.0)

@@ -33,7 +33,7 @@ from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
                                      held_out, held_out_target_lines, recipe, run_dir, v2_settings,
-                                     validation_curve)
+                                     validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
@@ -148,9 +148,14 @@ def main(argv: list[str]) -> None:
 
 
 def target_section(records: list[dict]) -> str:
-    """Issue 16's target, held-out accuracy averaged over the leave-one-out folds, and each held-out
-    threat model's headroom (its accuracy when trained on), as Markdown."""
+    """The MAT variants' settings and commands, issue 16's target (held-out accuracy averaged over
+    the leave-one-out folds) and each held-out threat model's headroom (its accuracy when trained
+    on), as Markdown."""
     section = ""
+    if lines := variant_lines(records):
+        section += ("\n\nMAT variants (attempts to make MAT win): the study's MAT recipe (2 tasks x (32 support"
+                    " + 32 query), 3 inner steps, anchored meta-loss) with these settings changed, each trained"
+                    " and measured by its command.\n\n" + "\n".join(lines))
     if lines := held_out_target_lines(records):
         section += ("\n\nTarget: held-out threat model's accuracy averaged over the folds, MAT at least 5 points"
                     " above the best baseline, beyond twice the difference's standard error (over seeds).\n\n"
