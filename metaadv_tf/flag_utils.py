@@ -111,7 +111,8 @@ def train_config_from_flags() -> TrainConfig:
         attention_entropy=FLAGS.attention_entropy,
         pre_adaptation_weight=FLAGS.pre_adaptation_weight, consistency_weight=FLAGS.consistency_weight,
         cross_task_query=FLAGS.cross_task_query, worst_case_query=FLAGS.worst_case_query,
-        variation_weight=FLAGS.variation_weight, learn_inner_rates=FLAGS.learn_inner_rates, inner_rates_learning_rate=FLAGS.inner_rates_learning_rate,
+        variation_weight=FLAGS.variation_weight, learn_inner_rates=FLAGS.learn_inner_rates,
+        inner_rates_learning_rate=FLAGS.inner_rates_learning_rate,
     )
     return TrainConfig(
         method=FLAGS.method, model=FLAGS.model, model_args=model_args, dataset=FLAGS.dataset,

@@ -119,8 +119,8 @@ def maml_task_losses(
     attacked by task (i + 1) mod n of the batch; with ``worst_case_query``, by every task of the
     distribution, each example scored by its largest loss (as ``max`` training, after adaptation;
     not with a memory or ``consistency``), plus ``variation_weight`` times their logit variation
-    across the tasks' attacks. Attacks run with the outer tape paused: their
-    outputs are constants to the meta-gradient. The returned state keeps the incoming task code
+    across the tasks' attacks. Attacks run with the outer tape paused: their outputs are constants
+    to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
     def attack(task: tf.Tensor, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None

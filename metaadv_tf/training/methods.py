@@ -209,8 +209,8 @@ class MamlMethod(MetaMethod, LossMethod):
     predictions held constant): θ is pulled toward what adaptation reaches. ``cross_task_query``
     scores each task's adaptation on the next task's attack (MLDG), ``worst_case_query`` on the
     worst of every task's attack per example (plus ``variation_weight`` · their logit variation).
-    ``learn_inner_rates`` learns each task's inner
-    learning rates (Meta-SGD, `metaadv_tf.meta.inner_rates`).
+    ``learn_inner_rates`` learns each task's inner learning rates (Meta-SGD,
+    `metaadv_tf.meta.inner_rates`).
     """
 
     def __init__(self, model: keras.Model, config: TrainConfig, tasks: TaskDistribution,
