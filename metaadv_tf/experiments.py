@@ -41,6 +41,19 @@ def load_run_model(config: TrainConfig, weights: str) -> "keras.Model":
     return model
 
 
+def load_finished_run(workdir: str) -> tuple[TrainConfig, dict[str, Any], "keras.Model"]:
+    """(config, result.json values, model) of the finished training run in ``workdir``: its best
+    validation checkpoint when it kept one (``images_seen`` and ``steps`` then of that step), else
+    its final weights."""
+    from metaadv_tf.publish import best_checkpoint, read_run
+    from metaadv_tf.training.selection import BEST_WEIGHTS
+
+    config, result, weights = read_run(workdir)
+    if os.path.isfile(os.path.join(workdir, BEST_WEIGHTS)):
+        weights, result, _ = best_checkpoint(workdir, config, result, "")
+    return config, result, load_run_model(config, weights)
+
+
 def group_table(rows: Sequence[Mapping[str, Any]], name_key: str) -> str:
     """Clean, per-attack and worst seen / unseen accuracy (%) and training seconds, one row per
     ``train_and_evaluate`` record, labelled by ``record[name_key]``."""

@@ -52,12 +52,15 @@ class Protocol:
     seed: int = 0
     unions: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
-    def settings(self, seen: Sequence[str]) -> dict[str, Any]:
-        """The protocol with every attack setting written out and the seen/unseen groups."""
+    def settings(self, seen: Sequence[str], num_examples: int | None = None) -> dict[str, Any]:
+        """The protocol with every attack setting written out and the seen/unseen groups, attacking
+        the first ``num_examples`` images (default: the protocol's own count)."""
         seen = check_threat_models(seen)
+        if num_examples is not None and num_examples <= 0:
+            raise ValueError(f"num_examples must be a positive number of images. Received: {num_examples}")
         attacks = {tm: format_attack(parse_attack(spec)) for tm, spec in self.attacks.items()}
         return {
-            "protocol": self.name, "attacks": attacks, "num_examples": self.num_examples,
+            "protocol": self.name, "attacks": attacks, "num_examples": num_examples or self.num_examples,
             "clean_examples": self.clean_examples, "split": self.split,
             "batch_size": self.batch_size, "seed": self.seed, "unions": self.unions,
             "seen": [tm for tm in self.attacks if tm in seen],

@@ -95,7 +95,7 @@ def publish(
     zoo.check_status(status, status_reason)
     config, result, weights = read_run(workdir)
     if checkpoint == "best":
-        weights, result, notes = _best_checkpoint(workdir, config, result, notes)
+        weights, result, notes = best_checkpoint(workdir, config, result, notes)
     threat, eps = threat_model or training_threat_model(config)
     protocol = zoo.evaluation_protocol(attacks, num_examples)
     info = data.get_info(config.dataset)
@@ -128,7 +128,7 @@ def publish(
     return card
 
 
-def _best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str
+def best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str
                      ) -> tuple[str, dict[str, Any], str]:
     """(weights path, result.json values of the best step, notes naming it) of a finished run's
     best validation checkpoint; raises FileNotFoundError when the run kept none."""
@@ -156,7 +156,7 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
     if missing:
         raise FileNotFoundError(
             f"{workdir} is not a finished training run: {', '.join(missing)} missing. Finish the run"
-            " (rerun its train command to resume) before publishing it."
+            " (rerun its train command to resume) first."
         )
     with open(paths["config.json"], encoding="utf-8") as handle:
         config = TrainConfig.from_json(handle.read())

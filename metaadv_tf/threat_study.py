@@ -198,15 +198,6 @@ def _seeds(count: int) -> str:
     return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
-def v2_settings(seen: Sequence[str], num_examples: int | None = None) -> dict[str, Any]:
-    """Protocol v2's settings for a model trained on ``seen``, attacking the first
-    ``num_examples`` test images (default: the protocol's)."""
-    settings = get_protocol("v2").settings(seen)
-    if num_examples:
-        settings["num_examples"] = num_examples
-    return settings
-
-
 def is_finished(directory: str) -> bool:
     """Whether ``directory`` holds a finished run with a best validation checkpoint."""
     return all(os.path.isfile(os.path.join(directory, name)) for name in ("config.json", "result.json", BEST_WEIGHTS))
@@ -239,7 +230,7 @@ def adapt_run(directory: str, x: np.ndarray, y: np.ndarray, ks: Sequence[int], f
     """
     with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
         config = TrainConfig.from_json(handle.read())
-    settings = v2_settings(seen_threat_models(parse_attacks(config.train_attacks)), num_examples)
+    settings = get_protocol("v2").settings(seen_threat_models(parse_attacks(config.train_attacks)), num_examples)
     if len(settings["unseen"]) != 1:
         raise ValueError(f"{directory} trains on {settings['seen']}: adaptation needs exactly one threat model"
                          f" left out. Received: {settings['unseen']}")

@@ -487,10 +487,15 @@ def evaluate_protocol(
 
 def seen_threat_models(card: ModelCard) -> list[str]:
     """The threat models of the card's training tasks (none for standard training)."""
+    return trained_threat_models(card.train_config)
+
+
+def trained_threat_models(config: Mapping[str, Any]) -> list[str]:
+    """The threat models a run of train config ``config`` (as a dict) attacks in training: none for
+    standard training, Linf for PGD-AT and FGSM-RS, else those of its ``train_attacks``."""
     from metaadv_tf.attack_specs import parse_attacks
     from metaadv_tf.protocols import seen_threat_models as of_attacks
 
-    config = card.train_config
     if config["method"] == "standard":
         return []
     if config["method"] in ("pgd_at", "fgsm_rs"):
@@ -506,15 +511,17 @@ def evaluate_card(
     data_dir: str | None = None,
     cache_path: str | None = None,
     progress: bool = False,
+    num_examples: int | None = None,
 ) -> dict[str, Any]:
-    """Runs ``protocol`` on zoo model ``name``, seen/unseen from its training tasks.
+    """Runs ``protocol`` on zoo model ``name``, seen/unseen from its training tasks, attacking the
+    first ``num_examples`` test images (default: the protocol's count).
 
     Returns ``{"settings": ..., "metrics": ...}``, as stored in ``card.evaluations[protocol]``.
     """
     from metaadv_tf.protocols import get_protocol, run_protocol
 
     card = get_card(name, directory=directory)
-    settings = get_protocol(protocol).settings(seen_threat_models(card))
+    settings = get_protocol(protocol).settings(seen_threat_models(card), num_examples)
     metrics = run_protocol(load_model(name, directory=directory), card.dataset, settings,
                            data_dir=data_dir, cache_path=cache_path, progress=progress)
     return {"settings": settings, "metrics": metrics}

@@ -139,6 +139,12 @@ def test_protocol_settings_reject_unknown_threat_models():
         TINY.settings(seen="Linf")
 
 
+def test_protocol_settings_take_another_image_count():
+    assert TINY.settings(["Linf"], 3) == {**TINY.settings(["Linf"]), "num_examples": 3}
+    with pytest.raises(ValueError, match="num_examples must be a positive number of images. Received: 0"):
+        TINY.settings(["Linf"], 0)
+
+
 def test_clean_accuracy_counts_correct_predictions(trained_cnn):
     model, x, y = trained_cnn
     assert clean_accuracy(model, x[:37], y[:37], batch_size=10) == pytest.approx(

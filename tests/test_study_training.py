@@ -301,6 +301,24 @@ def test_publish_best_checkpoint(tmp_path):
         publish.publish(str(plain), "tiny_plain", directory=str(tmp_path / "zoo"), checkpoint="best")
 
 
+def test_a_finished_run_loads_with_its_best_checkpoint_else_its_final_weights(tmp_path):
+    from metaadv_tf.experiments import load_finished_run
+
+    run, plain = tmp_path / "run", tmp_path / "plain"
+    Trainer(validation_config(steps=4), str(run)).train(progress=False)
+    Trainer(study_config("standard", steps=1), str(plain)).train(progress=False)
+    best = max(read_records(run), key=lambda r: r["union"])
+    config, result, model = load_finished_run(str(run))
+    assert config.validation_examples == 64 and result["images_seen"] == best["step"] * 32
+    for loaded, weights in ((model, run / BEST_WEIGHTS), (load_finished_run(str(plain))[2], plain / "final.weights.h5")):
+        stored = build_model("cnn", input_shape=(28, 28, 1), num_classes=10, width=4)
+        stored.load_weights(weights)
+        for a, b in zip(loaded.get_weights(), stored.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError, match="is not a finished training run"):
+        load_finished_run(str(tmp_path / "nothing"))
+
+
 # --- configuration -------------------------------------------------------------------------
 
 

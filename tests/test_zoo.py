@@ -170,6 +170,31 @@ def test_v2_results_are_stored_in_the_card(zoo_copy, monkeypatch):
     assert stored.evaluations["v2"]["settings"]["seen"] == []  # the tiny entry trained without attacks
 
 
+def test_v2_of_a_training_run_and_its_comparison_row(run_dir, tiny_zoo, tmp_path):
+    """`evaluate.py --model=WORKDIR --protocol=v2 --num_examples=N` measures the run's weights with
+    the threat models it trained on; `compare_models.py --records` tabulates the result (~40 s)."""
+    from metaadv_tf.protocols import get_protocol
+
+    output = tmp_path / "run_v2.json"
+    result = run_script("evaluate.py", f"--model={run_dir}", "--protocol=v2", "--num_examples=4", f"--output={output}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(output.read_text())
+    assert (record["model"], record["method"], record["images_seen"]) == (str(run_dir), "standard", 320)
+    assert record["settings"] == get_protocol("v2").settings([], 4)  # standard training: nothing seen
+    config = TrainConfig.from_json((run_dir / "config.json").read_text())
+    model = zoo.build_architecture("cnn", (28, 28, 1), 10, {"width": config.model_args["width"]})
+    model.load_weights(run_dir / "final.weights.h5")
+    x, y = data.load_arrays("fashion_mnist", "test", 10000)
+    clean = float(np.mean(np.argmax(model.predict(x, batch_size=1000, verbose=0), axis=1) == y))
+    assert record["metrics"]["clean_accuracy"] == pytest.approx(clean)
+    table = run_script("compare_models.py", "--protocol=v2", f"--records={output}", folder="scripts/experiments")
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert f"| {run_dir} | standard | none | 4 | {100 * clean:.1f} |" in table.stdout
+    refused = run_script("evaluate.py", f"--model={TINY}", "--protocol=v2", "--update_card", "--num_examples=4",
+                         zoo_dir=tiny_zoo)
+    assert refused.returncode == 1 and "drop --num_examples. Received: --num_examples=4" in refused.stderr
+
+
 def test_published_entry_passes_the_zoo_checks(tiny_zoo):
     assert zoo.list_models(directory=str(tiny_zoo)) == [TINY]
     assert_card_consistent(zoo.get_card(TINY, directory=str(tiny_zoo)), str(tiny_zoo))

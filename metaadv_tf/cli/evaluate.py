@@ -12,7 +12,11 @@ each attack separately. `--cache=FILE` makes a long evaluation resumable: rerun 
 `--protocol=v2` runs protocol v2 instead (AutoAttack for Linf, L2 and L1, the spatial grid, unions
 over the seen and unseen threat models; `metaadv_tf.protocols`): for a zoo model it reproduces the
 card's `evaluations["v2"]`, and `--update_card` writes the result into the card. For a `.keras`
-file, `--seen` names the threat models it was trained on.
+file, `--seen` names the threat models it was trained on. `--model` may also be a training run's
+workdir (`scripts/train.py --workdir`): its best validation checkpoint, else its final weights, with
+the threat models of its training attacks. `--num_examples` attacks another number of images than
+the protocol's 1,000 (not with `--update_card`). The JSON of `--output` names the model and, for a
+zoo model or a run, its method and training budget.
 """
 from __future__ import annotations
 
@@ -20,8 +24,12 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from metaadv_tf.cli import runner
+
+if TYPE_CHECKING:
+    import keras
 
 runner.import_tensorflow()  # quietly, before the imports below load it
 
@@ -86,25 +94,49 @@ def run_protocol() -> None:
     from metaadv_tf.io_utils import atomic_write_text
 
     name, cache = _MODEL.value, _CACHE.value
+    num_examples = _NUM_EXAMPLES.value if _NUM_EXAMPLES.present else None
     in_zoo = name in zoo.list_models(include_research=True)
     if _UPDATE_CARD.value and not in_zoo:
         raise ValueError(f"--update_card needs a zoo model. Received: --model={name}")
-    if _SEEN.present and in_zoo:
-        raise ValueError(f"--seen is for .keras files; zoo model {name!r} takes it from its card.")
+    if _UPDATE_CARD.value and num_examples not in (None, protocols.get_protocol(_PROTOCOL.value).num_examples):
+        raise ValueError(f"--update_card stores the protocol's own settings in the card; drop --num_examples."
+                         f" Received: --num_examples={num_examples}")
+    if _SEEN.present and (in_zoo or os.path.isdir(name)):
+        raise ValueError(f"--seen is for .keras files; {name!r} gives the threat models it was trained on.")
     if in_zoo:
+        card = zoo.get_card(name)
+        training = {"method": card.method, "train_seconds": card.train_seconds, "images_seen": card.images_seen}
         record = zoo.evaluate_card(name, _PROTOCOL.value, data_dir=_DATA_DIR.value, cache_path=cache,
-                                   progress=True)
+                                   progress=True, num_examples=num_examples)
     else:
-        settings = protocols.get_protocol(_PROTOCOL.value).settings(_SEEN.value)
-        metrics = protocols.run_protocol(zoo.resolve_model(name), _DATASET.value, settings,
+        model, dataset, seen, training = model_outside_zoo(name)
+        settings = protocols.get_protocol(_PROTOCOL.value).settings(seen, num_examples)
+        metrics = protocols.run_protocol(model, dataset, settings,
                                          data_dir=_DATA_DIR.value, cache_path=cache, progress=True)
         record = {"settings": settings, "metrics": metrics}
     print(protocols.to_table(record))
     if _OUTPUT.value:
-        atomic_write_text(_OUTPUT.value, json.dumps(record, indent=2) + "\n")
+        report = {"model": name, **training, **record}
+        atomic_write_text(_OUTPUT.value, json.dumps(report, indent=2) + "\n")
         atomic_write_text(os.path.splitext(_OUTPUT.value)[0] + ".md", protocols.to_table(record) + "\n")
     if _UPDATE_CARD.value:
         zoo.store_evaluation(name, _PROTOCOL.value, record)
+
+
+def model_outside_zoo(spec: str) -> tuple["keras.Model", str, list[str], dict[str, Any]]:
+    """(model, dataset, seen threat models, training facts) of ``--model`` when it is a training
+    run's workdir (its best checkpoint, else its final weights; all from the run) or a ``.keras``
+    file (dataset and seen threat models from the flags; no training facts)."""
+    from metaadv_tf.experiments import load_finished_run
+
+    if not os.path.isdir(spec):
+        return zoo.resolve_model(spec), _DATASET.value, _SEEN.value, {}
+    config, result, model = load_finished_run(spec)
+    if _DATASET.present and _DATASET.value != config.dataset:
+        raise ValueError(f"The run in {spec} trained on {config.dataset!r}; drop --dataset. Received:"
+                         f" --dataset={_DATASET.value}")
+    training = {"method": config.method, "train_seconds": result["train_seconds"], "images_seen": result["images_seen"]}
+    return model, config.dataset, zoo.trained_threat_models(json.loads(config.to_json())), training
 
 
 def run() -> None:
@@ -112,9 +144,12 @@ def run() -> None:
     if _PROTOCOL.value != "v1":
         return run_protocol()
     card = zoo.get_card(_MODEL.value) if _MODEL.value in zoo.list_models(include_research=True) else None
-    dataset = card.dataset if card and not _DATASET.present else _DATASET.value
+    if card:
+        model = zoo.resolve_model(_MODEL.value)
+        dataset = _DATASET.value if _DATASET.present else card.dataset
+    else:
+        model, dataset, _, _ = model_outside_zoo(_MODEL.value)
     protocol = protocol_from_flags(card)
-    model = zoo.resolve_model(_MODEL.value)
     report = zoo.evaluate_protocol(model, dataset, protocol, data_dir=_DATA_DIR.value,
                                    cache_path=_CACHE.value, progress=True)
     metadata = {"model": _MODEL.value, "dataset": dataset, **protocol}

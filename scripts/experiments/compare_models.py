@@ -9,9 +9,15 @@ Every number is read from a model card (so from `scripts/evaluate.py --model=NAM
 `--protocol=v2` for `--protocol=v2` here); the targets: worst case over the unseen attacks (v2:
 the per-example union over the unseen threat models) >= 5 points above the best baseline, clean
 accuracy at most 2 points below PGD-AT, training time no more than PGD-AT's. `--protocol=v2`
-lists only the models whose cards carry v2 results.
+lists only the models whose cards carry v2 results, plus the `--records` of models outside the zoo:
+
+    python scripts/evaluate.py --model=runs/zoo/resnet18_sat --protocol=v2 --num_examples=200 \
+        --output=runs/resnet18_v2/resnet18_sat.json
+    python scripts/experiments/compare_models.py --protocol=v2 --records=runs/resnet18_v2/resnet18_sat.json
 """
 from __future__ import annotations
+
+import json
 
 from absl import app, flags
 
@@ -25,24 +31,44 @@ flags.DEFINE_list("baselines", [], "Baselines the candidate must beat on unseen 
 flags.DEFINE_string("pgd_at", None, "The PGD-AT model for the clean-accuracy and time targets.")
 flags.DEFINE_string("output", None, "Also write the Markdown here.")
 flags.DEFINE_enum("protocol", "v1", ["v1", "v2"], "Which evaluation protocol's card results to compare.")
+flags.DEFINE_list("records", [], "--protocol=v2: also these JSON results of scripts/evaluate.py --protocol=v2"
+                  " --output (models outside the zoo, such as training runs' workdirs).")
 V2_COLUMNS = ("Linf", "L2", "L1", "spatial")
 UNSEEN_LABELS = {"v1": "Worst case over unseen attacks", "v2": "Union over unseen threat models"}
 
 
-def v2_table(names: list[str]) -> str:
-    """Protocol v2 per model: clean (10,000 images), AutoAttack / spatial accuracy per threat
-    model, per-example unions over the seen and unseen threat models and over all of them (%)."""
+def v2_table(records: list[dict]) -> str:
+    """Protocol v2 per record (``card_record`` or ``evaluate.py --protocol=v2 --output``): clean
+    accuracy, AutoAttack / spatial accuracy per threat model, per-example unions over the seen and
+    unseen threat models and over all of them (%), and the training budget where known."""
     header = ["model", "method", "seen", "N", "clean", *V2_COLUMNS, "union seen", "union unseen",
               "union Lp", "union all", "train min", "images"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for card in (zoo.get_card(name) for name in names):
-        settings, m = card.evaluations["v2"]["settings"], card.evaluations["v2"]["metrics"]
+    for record in records:
+        settings, m = record["settings"], record["metrics"]
         values = [m["clean_accuracy"], *(m["robust_accuracy"].get(tm) for tm in V2_COLUMNS),
                   *(m["union"].get(group) for group in ("seen", "unseen", "Lp", "all"))]
-        rows.append("| " + " | ".join([card.name, card.method, ",".join(settings["seen"]) or "none",
-                                        str(settings["num_examples"]), *map(_percent, values),
-                                        f"{card.train_seconds / 60:.1f}", str(card.images_seen)]) + " |")
+        minutes = f"{record['train_seconds'] / 60:.1f}" if "train_seconds" in record else "n/a"
+        cells = [record["model"], record.get("method", "n/a"), ",".join(settings["seen"]) or "none",
+                 str(settings["num_examples"]), *map(_percent, values), minutes, str(record.get("images_seen", "n/a"))]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def card_record(name: str) -> dict:
+    """Zoo model ``name``'s v2 result and training budget, shaped as ``evaluate.py --output`` writes them."""
+    card = zoo.get_card(name)
+    return {"model": card.name, "method": card.method, "train_seconds": card.train_seconds,
+            "images_seen": card.images_seen, **card.evaluations["v2"]}
+
+
+def read_record(path: str) -> dict:
+    """A v2 record written by ``scripts/evaluate.py --protocol=v2 --output=PATH``."""
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    if record.get("settings", {}).get("protocol") != "v2" or "model" not in record:
+        raise ValueError(f"{path} is not a v2 record of scripts/evaluate.py --protocol=v2 --output.")
+    return record
 
 
 def _percent(value: float | None) -> str:
@@ -108,11 +134,14 @@ def target_lines(candidate: str, baselines: list[str], pgd_at: str, protocol: st
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.records and FLAGS.protocol != "v2":
+        raise app.UsageError(f"--records are v2 results; add --protocol=v2. Received: --protocol={FLAGS.protocol}")
     if FLAGS.protocol == "v1":
         text = comparison_table(FLAGS.models or zoo.list_models(include_research=True))
     else:
-        text = v2_table(FLAGS.models or [n for n in zoo.list_models(include_research=True)
-                                         if "v2" in zoo.get_card(n).evaluations])
+        names = FLAGS.models or ([] if FLAGS.records else [n for n in zoo.list_models(include_research=True)
+                                                             if "v2" in zoo.get_card(n).evaluations])
+        text = v2_table([card_record(name) for name in names] + [read_record(path) for path in FLAGS.records])
     if FLAGS.candidate:
         lines = target_lines(FLAGS.candidate, FLAGS.baselines, FLAGS.pgd_at, FLAGS.protocol)
         text += "\n\n" + "\n".join(lines)

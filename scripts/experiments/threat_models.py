@@ -30,9 +30,9 @@ from absl import app, flags  # noqa: E402
 from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, plot_curves,  # noqa: E402
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.protocols import THREAT_MODELS, run_protocol  # noqa: E402
+from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
-                                     held_out, held_out_target_lines, recipe, run_dir, v2_settings,
+                                     held_out, held_out_target_lines, recipe, run_dir,
                                      validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
@@ -78,7 +78,7 @@ def run(task_set: str, method: str, seed: int) -> dict:
     if result.stopped_by_signal is not None:
         raise SystemExit(f"Training in {workdir} stopped by signal {result.stopped_by_signal}; rerun to resume.")
     model = load_run_model(config, os.path.join(workdir, BEST_WEIGHTS))
-    settings = v2_settings(TASK_SETS[task_set], FLAGS.eval_examples)
+    settings = v2_settings(task_set)
     metrics = run_protocol(model, "fashion_mnist", settings, progress=True,
                            cache_path=os.path.join(workdir, "v2_cache.json"))
     record = {"task_set": task_set, "method": method, "seed": seed, "settings": settings,
@@ -95,7 +95,12 @@ def measured(task_set: str, method: str, seed: int) -> dict | None:
         return None
     with open(path, encoding="utf-8") as handle:
         record = json.load(handle)
-    return record if record["settings"] == v2_settings(TASK_SETS[task_set], FLAGS.eval_examples) else None
+    return record if record["settings"] == v2_settings(task_set) else None
+
+
+def v2_settings(task_set: str) -> dict:
+    """Protocol v2's settings for a run of ``task_set``, on ``--eval_examples`` test images."""
+    return get_protocol("v2").settings(TASK_SETS[task_set], FLAGS.eval_examples)
 
 
 def summary_rows(records: list[dict]) -> list[list[str]]:
