@@ -75,7 +75,7 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
     records = json.loads((tmp_path / "adaptation.json").read_text())
     assert [(r["method"], r["finetuning"], r["k"]) for r in records] == [
         ("mat", "none", 0), ("mat", "adversarial", 16), ("mat", "mat-inner", 16)]
-    assert all(r["held_out"] == "L1" and r["attack"] == "pgd_l1(steps=5)" and r["settings"]["num_examples"] == 8
+    assert all(r["held_out"] == "L1" and r["attack"] == study.TASKS["L1"] and r["settings"]["num_examples"] == 8
                and set(r["metrics"]["robust_accuracy"]) == set(THREAT_MODELS) for r in records)
     trained_record = json.loads((runs / "no_L1" / "mat_seed1" / "v2.json").read_text())
     assert records[0]["metrics"] == trained_record["metrics"]  # k = 0: the study's own measurement,
@@ -115,6 +115,18 @@ def test_study_recipes_of_methods_and_mat_variants():
     assert method == "fomaml" and (meta.memory_steps, meta.cross_task_query, meta.inner_steps) == (1, True, 1)
     with pytest.raises(ValueError, match=r"Unknown variant part of 'mat_fast'.*'fast'.*mem, memtask"):
         study.recipe("mat_fast")
+
+
+def test_study_tasks_train_l1_with_apgd_and_msd_with_steps_it_can_take():
+    from metaadv_tf.attack_specs import parse_attacks
+    from metaadv_tf.msd import MultiSteepestDescent
+
+    assert study.train_attacks("no_L2") == "pgd_linf(steps=5),apgd_ce(norm=1, steps=10),spatial(samples=5)"
+    assert study.train_attacks("no_L2", "max") == study.train_attacks("no_L2")
+    msd = study.train_attacks("all", "msd")
+    assert msd == "pgd_linf(steps=5),pgd_l2(steps=5),pgd_l1(steps=5),spatial(samples=5)"
+    assert MultiSteepestDescent(tuple(a for a in parse_attacks(msd) if a.norm is not None)).steps == 5
+    assert study.train_attacks("no_L1", "msd") == study.train_attacks("no_L1")  # no L1: the same tasks
 
 
 def test_variant_lines_give_each_variants_changes_and_its_command():

@@ -31,8 +31,8 @@ from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, pl
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (TASK_SETS, TASKS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
-                                     held_out, held_out_target_lines, recipe, run_dir,
+from metaadv_tf.threat_study import (TASK_SETS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
+                                     held_out, held_out_target_lines, recipe, run_dir, train_attacks,
                                      validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
@@ -57,12 +57,14 @@ flags.DEFINE_bool("measured_only", False,
 
 
 def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
-    """The study's recipe for method or variant ``label`` on ``task_set``: 128 images per step."""
+    """The study's recipe for method or variant ``label`` on ``task_set``: 128 images per step,
+    validated against the study's tasks (which MSD trains on with its own L1 step)."""
     method, meta = recipe(label)
     train_images = (FLAGS.train_examples or 60000) - FLAGS.validation_examples
     eval_every = FLAGS.eval_every or max(1, train_images // 128 // 2)
+    attacks, tasks = train_attacks(task_set, method), train_attacks(task_set)
     return TrainConfig(
-        method=method, model=FLAGS.model, train_attacks=",".join(TASKS[tm] for tm in TASK_SETS[task_set]),
+        method=method, model=FLAGS.model, train_attacks=attacks, val_attacks=None if attacks == tasks else tasks,
         epochs=FLAGS.epochs, steps=None, batch_size=128, optimizer="sgd", learning_rate=0.05,
         weight_decay=5e-4, lr_schedule="cosine", seed=seed, meta=meta,
         train_examples=FLAGS.train_examples, validation_examples=FLAGS.validation_examples,
