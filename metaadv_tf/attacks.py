@@ -266,16 +266,34 @@ def get_attack(name: str, **settings: Any) -> Attack:
 
 
 def attack_labels(attacks: list[Attack]) -> list[str]:
-    """One label per attack: its name, or ``name(eps=...)`` when the name occurs more than once.
+    """One label per attack: its name; ``name(eps=...)`` when the name occurs more than once; and
+    when that is shared too, with the settings that tell those attacks apart, e.g.
+    ``apgd_ce(eps=10, steps=5)``.
 
-    Raises ValueError when two attacks get the same label (same name and eps).
+    Raises ValueError when two attacks are the same attack.
     """
     names = [attack.name for attack in attacks]
     labels = [a.name if names.count(a.name) == 1 else f"{a.name}(eps={eps_label(a.eps)})" for a in attacks]
+    labels = [_distinct_label(a, [b for b, other in zip(attacks, labels) if other == label])
+              if labels.count(label) > 1 else label for a, label in zip(attacks, labels)]
     for label in labels:
         if labels.count(label) > 1:
             raise ValueError(f"Attack {label!r} appears twice; list each attack once. Received: {labels}")
     return labels
+
+
+def _distinct_label(attack: Attack, sharing: list[Attack]) -> str:
+    """``name(eps=..., key=value, ...)``: the settings in which ``sharing`` (attacks with the same
+    name and eps, ``attack`` among them) differ."""
+    keys = sorted(key for key in attack.settings if key != "eps"
+                  and len({repr(other.settings.get(key)) for other in sharing}) > 1)
+    differing = "".join(f", {key}={_setting_label(attack.settings[key])}" for key in keys)
+    return f"{attack.name}(eps={eps_label(attack.eps)}{differing})"
+
+
+def _setting_label(value: Any) -> str:
+    """A setting as written in a label: floats in ``%g`` format, other values as in Python."""
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def eps_label(eps: Any) -> str:

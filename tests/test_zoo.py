@@ -170,9 +170,10 @@ def test_v2_results_are_stored_in_the_card(zoo_copy, monkeypatch):
     assert stored.evaluations["v2"]["settings"]["seen"] == []  # the tiny entry trained without attacks
 
 
-def test_v2_of_a_training_run_and_its_comparison_row(run_dir, tiny_zoo, tmp_path):
+def test_a_training_run_evaluated_and_compared(run_dir, tiny_zoo, tmp_path):
     """`evaluate.py --model=WORKDIR --protocol=v2 --num_examples=N` measures the run's weights with
-    the threat models it trained on; `compare_models.py --records` tabulates the result (~40 s)."""
+    the threat models it trained on; `compare_models.py --records` tabulates the result; v1
+    evaluates it too (~50 s)."""
     from metaadv_tf.protocols import get_protocol
 
     output = tmp_path / "run_v2.json"
@@ -190,6 +191,12 @@ def test_v2_of_a_training_run_and_its_comparison_row(run_dir, tiny_zoo, tmp_path
     table = run_script("compare_models.py", "--protocol=v2", f"--records={output}", folder="scripts/experiments")
     assert table.returncode == 0, table.stderr[-2000:]
     assert f"| {run_dir} | standard | none | 4 | {100 * clean:.1f} |" in table.stdout
+    v1 = tmp_path / "run_v1.json"
+    result = run_script("evaluate.py", f"--model={run_dir}", "--attacks=pgd_linf(steps=1),pgd_linf(steps=2)",
+                        "--num_examples=20", f"--output={v1}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(json.loads(v1.read_text())["robust_accuracy"]) == [
+        "pgd_linf(eps=0.1, step_size=0.25, steps=1)", "pgd_linf(eps=0.1, step_size=0.125, steps=2)"]
     refused = run_script("evaluate.py", f"--model={TINY}", "--protocol=v2", "--update_card", "--num_examples=4",
                          zoo_dir=tiny_zoo)
     assert refused.returncode == 1 and "drop --num_examples. Received: --num_examples=4" in refused.stderr
