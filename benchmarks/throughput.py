@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 
@@ -30,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from metaadv_tf import zoo  # noqa: E402
+from metaadv_tf.experiments import script_command  # noqa: E402
 from metaadv_tf.flag_utils import exit_on_error  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
 from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer  # noqa: E402
@@ -48,7 +50,7 @@ flags.DEFINE_list("runs", None, "Training workdirs whose recipe (their config.js
 flags.DEFINE_integer("steps", 10, "Timed steps per method or recipe (after one warm-up step).")
 flags.DEFINE_string("train_attacks", "fgsm,pgd_linf(steps=3)", "Tasks of the multi-attack methods.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
-flags.DEFINE_string("output", None, "Write the table (Markdown) here too.")
+flags.DEFINE_string("output", None, "Write the table (Markdown, after the command that made it) here too.")
 
 POOL_REFRESH = 10
 TIMED_STEPS = 10**6  # the timed configs' run length: longer than any timing
@@ -170,7 +172,7 @@ def main(argv: list[str]) -> None:
     table = "\n".join(rows)
     print(table)
     if FLAGS.output:
-        atomic_write_text(FLAGS.output, table + "\n")
+        atomic_write_text(FLAGS.output, f"Produced by `{script_command(sys.argv)}`.\n\n{table}\n")
 
 
 if __name__ == "__main__":
