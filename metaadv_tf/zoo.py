@@ -485,6 +485,12 @@ def evaluate_protocol(
     )
 
 
+def training_budget(card: ModelCard) -> dict[str, Any]:
+    """The card's method and training budget (``method``, ``train_seconds``, ``images_seen``), as
+    ``metaadv-evaluate --output`` records them beside a result."""
+    return {"method": card.method, "train_seconds": card.train_seconds, "images_seen": card.images_seen}
+
+
 def seen_threat_models(card: ModelCard) -> list[str]:
     """The threat models of the card's training tasks (none for standard training)."""
     return trained_threat_models(card.train_config)

@@ -104,8 +104,7 @@ def run_protocol() -> None:
     if _SEEN.present and (in_zoo or os.path.isdir(name)):
         raise ValueError(f"--seen is for .keras files; {name!r} gives the threat models it was trained on.")
     if in_zoo:
-        card = zoo.get_card(name)
-        training = {"method": card.method, "train_seconds": card.train_seconds, "images_seen": card.images_seen}
+        training = zoo.training_budget(zoo.get_card(name))
         record = zoo.evaluate_card(name, _PROTOCOL.value, data_dir=_DATA_DIR.value, cache_path=cache,
                                    progress=True, num_examples=num_examples)
     else:

@@ -58,8 +58,7 @@ def v2_table(records: list[dict]) -> str:
 def card_record(name: str) -> dict:
     """Zoo model ``name``'s v2 result and training budget, shaped as ``evaluate.py --output`` writes them."""
     card = zoo.get_card(name)
-    return {"model": card.name, "method": card.method, "train_seconds": card.train_seconds,
-            "images_seen": card.images_seen, **card.evaluations["v2"]}
+    return {"model": card.name, **zoo.training_budget(card), **card.evaluations["v2"]}
 
 
 def read_record(path: str) -> dict:
