@@ -34,7 +34,7 @@ from metaadv_tf import zoo  # noqa: E402
 from metaadv_tf.experiments import script_command  # noqa: E402
 from metaadv_tf.flag_utils import exit_on_error  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer  # noqa: E402
+from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer, read_run_config  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["cnn", "resnet18"], "Architectures to measure.")
@@ -91,11 +91,7 @@ def recipe_config(name: str) -> TrainConfig:
 
 def run_config(workdir: str) -> TrainConfig:
     """The training config of the run in ``workdir`` (its ``config.json``), timed."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise ValueError(f"--runs: {workdir!r} has no config.json; expected a training run's workdir.")
-    with open(path, encoding="utf-8") as handle:
-        return timed(TrainConfig.from_json(handle.read()))
+    return timed(read_run_config(workdir))
 
 
 def run_label(workdir: str) -> str:

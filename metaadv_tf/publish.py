@@ -149,17 +149,16 @@ def best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any],
 
 def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
     """(config, result.json values, final weights path) of a finished run; raises if unfinished."""
-    from metaadv_tf.training import TrainConfig
+    from metaadv_tf.training import CONFIG_FILE, read_run_config
 
-    paths = {name: os.path.join(workdir, name) for name in ("config.json", "result.json", "final.weights.h5")}
+    paths = {name: os.path.join(workdir, name) for name in (CONFIG_FILE, "result.json", "final.weights.h5")}
     missing = [path for path in paths.values() if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(
             f"{workdir} is not a finished training run: {', '.join(missing)} missing. Finish the run"
             " (rerun its train command to resume) first."
         )
-    with open(paths["config.json"], encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
+    config = read_run_config(workdir)
     with open(paths["result.json"], encoding="utf-8") as handle:
         result = json.load(handle)
     return config, result, paths["final.weights.h5"]

@@ -22,7 +22,7 @@ from metaadv_tf.finetune import finetune, inner_loop_settings
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
 from metaadv_tf.registry import check_choice
-from metaadv_tf.training import META_METHODS, MetaConfig, TrainConfig
+from metaadv_tf.training import CONFIG_FILE, META_METHODS, MetaConfig, TrainConfig, read_run_config
 from metaadv_tf.training.selection import BEST_WEIGHTS, VALIDATION_FILE
 
 if TYPE_CHECKING:
@@ -130,8 +130,7 @@ def validation_curve(directory: str) -> dict[float, float]:
     path = os.path.join(directory, VALIDATION_FILE)
     if not os.path.exists(path):
         return {}
-    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
+    config = read_run_config(directory)
     steps_per_epoch = (config.available_train_examples - config.validation_examples) / config.images_per_step
     with open(path, encoding="utf-8") as handle:
         return {round(r["step"] / steps_per_epoch, 2): r["union"] for r in json.load(handle)}
@@ -213,7 +212,7 @@ def _seeds(count: int) -> str:
 
 def is_finished(directory: str) -> bool:
     """Whether ``directory`` holds a finished run with a best validation checkpoint."""
-    return all(os.path.isfile(os.path.join(directory, name)) for name in ("config.json", "result.json", BEST_WEIGHTS))
+    return all(os.path.isfile(os.path.join(directory, name)) for name in (CONFIG_FILE, "result.json", BEST_WEIGHTS))
 
 
 def finetune_arguments(finetuning: str, config: TrainConfig, k: int, steps: int,
@@ -241,8 +240,7 @@ def adapt_run(directory: str, x: np.ndarray, y: np.ndarray, ks: Sequence[int], f
     the best checkpoint fine-tuned on the first k of (x, y) against T's training attack
     (``TASKS``). Each is measured with protocol v2 (``num_examples`` test images); reruns resume.
     """
-    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
+    config = read_run_config(directory)
     settings = get_protocol("v2").settings(seen_threat_models(parse_attacks(config.train_attacks)), num_examples)
     if len(settings["unseen"]) != 1:
         raise ValueError(f"{directory} trains on {settings['seen']}: adaptation needs exactly one threat model"

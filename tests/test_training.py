@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer, TrainingDivergedError
+from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer, TrainingDivergedError, read_run_config
 
 
 def tiny_config(method: str = "mat", **overrides) -> TrainConfig:
@@ -151,6 +151,14 @@ def test_config_round_trips_through_json():
     config = tiny_config("reptile", meta=MetaConfig(task_weights=(1.0, 3.0)))
     assert TrainConfig.from_json(config.to_json()) == config
     assert json.loads(config.to_json())["meta"]["task_weights"] == [1.0, 3.0]
+
+
+def test_read_run_config_reads_a_workdir_and_names_one_without_a_run(tmp_path):
+    config = tiny_config("mat", meta=MetaConfig(task_weights=(1.0, 3.0)))
+    Trainer(config, str(tmp_path / "run"))
+    assert read_run_config(str(tmp_path / "run")) == config
+    with pytest.raises(FileNotFoundError, match=r"'.*empty' has no config.json; expected the workdir of a training run"):
+        read_run_config(str(tmp_path / "empty"))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 from metaadv_tf.registry import check_choice
@@ -14,6 +15,7 @@ MULTI_ATTACK_METHODS = ("avg", "max", "sat", "msd", *META_METHODS)
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "piecewise")
+CONFIG_FILE = "config.json"  # a run's definition, in its workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,3 +252,13 @@ class TrainConfig:
         if meta.get("task_weights") is not None:
             meta["task_weights"] = tuple(meta["task_weights"])
         return cls(meta=MetaConfig(**meta), **values)
+
+
+def read_run_config(workdir: str) -> TrainConfig:
+    """The `TrainConfig` of the training run in ``workdir`` (its ``config.json``); raises
+    FileNotFoundError naming the workdir when it has none."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{workdir!r} has no {CONFIG_FILE}; expected the workdir of a training run.")
+    with open(path, encoding="utf-8") as handle:
+        return TrainConfig.from_json(handle.read())

@@ -50,7 +50,7 @@ from metaadv_tf.meta.functional import model_fn
 from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
-from metaadv_tf.training.config import META_METHODS, TrainConfig
+from metaadv_tf.training.config import CONFIG_FILE, META_METHODS, TrainConfig, read_run_config
 from metaadv_tf.training.methods import MamlMethod, MetaMethod, Method, build_method
 from metaadv_tf.training.optimizers import make_optimizer
 from metaadv_tf.training.selection import ValidationLog
@@ -549,10 +549,9 @@ def _check_checkpoint_state(directory: str) -> None:
 
 def _check_workdir_config(workdir: str, config: TrainConfig, write: bool) -> None:
     """Checks a workdir's ``config.json`` describes the same run; ``write`` (re)writes it."""
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            saved = TrainConfig.from_json(handle.read())
+        saved = read_run_config(workdir)
         changed = [
             f"{field.name}: {getattr(saved, field.name)!r} -> {getattr(config, field.name)!r}"
             for field in dataclasses.fields(TrainConfig)

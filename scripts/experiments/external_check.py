@@ -39,7 +39,7 @@ from metaadv_tf.evaluation_cache import open_cache  # noqa: E402
 from metaadv_tf.experiments import load_run_model, markdown_table, write_results  # noqa: E402
 from metaadv_tf.registry import check_choice  # noqa: E402
 from metaadv_tf.threat_study import V2_RECORD  # noqa: E402
-from metaadv_tf.training import TrainConfig  # noqa: E402
+from metaadv_tf.training import read_run_config  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -99,8 +99,7 @@ def still_correct(model: keras.Model, x_adv: np.ndarray, y: np.ndarray) -> np.nd
 
 def check_run(directory: str) -> list[dict]:
     """One record per threat model of the run in ``directory``."""
-    with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
-        config = TrainConfig.from_json(handle.read())
+    config = read_run_config(directory)
     with open(os.path.join(directory, V2_RECORD), encoding="utf-8") as handle:
         settings = json.load(handle)["settings"]
     if FLAGS.examples > settings["num_examples"]:
