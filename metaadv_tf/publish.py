@@ -149,9 +149,9 @@ def best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any],
 
 def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
     """(config, result.json values, final weights path) of a finished run; raises if unfinished."""
-    from metaadv_tf.training import CONFIG_FILE, read_run_config
+    from metaadv_tf.training import CONFIG_FILE, FINAL_WEIGHTS, RESULT_FILE, read_run_config
 
-    paths = {name: os.path.join(workdir, name) for name in (CONFIG_FILE, "result.json", "final.weights.h5")}
+    paths = {name: os.path.join(workdir, name) for name in (CONFIG_FILE, RESULT_FILE, FINAL_WEIGHTS)}
     missing = [path for path in paths.values() if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(
@@ -159,9 +159,9 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
             " (rerun its train command to resume) first."
         )
     config = read_run_config(workdir)
-    with open(paths["result.json"], encoding="utf-8") as handle:
+    with open(paths[RESULT_FILE], encoding="utf-8") as handle:
         result = json.load(handle)
-    return config, result, paths["final.weights.h5"]
+    return config, result, paths[FINAL_WEIGHTS]
 
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:

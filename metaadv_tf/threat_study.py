@@ -22,7 +22,7 @@ from metaadv_tf.finetune import finetune, inner_loop_settings
 from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
 from metaadv_tf.registry import check_choice
-from metaadv_tf.training import CONFIG_FILE, META_METHODS, MetaConfig, TrainConfig, read_run_config
+from metaadv_tf.training import CONFIG_FILE, META_METHODS, RESULT_FILE, MetaConfig, TrainConfig, read_run_config
 from metaadv_tf.training.selection import BEST_WEIGHTS, VALIDATION_FILE
 
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ VARIANT_PARTS = {
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
 ADAPTATION_DIR = "adaptation"
 TUNED_WEIGHTS = "tuned.weights.h5"
-RESULT = "result.json"
 # "adversarial": the same fine-tuning for every method (E-AT's); "mat-inner": a meta run's own inner loop
 FINETUNINGS = ("adversarial", "mat-inner")
 
@@ -212,7 +211,7 @@ def _seeds(count: int) -> str:
 
 def is_finished(directory: str) -> bool:
     """Whether ``directory`` holds a finished run with a best validation checkpoint."""
-    return all(os.path.isfile(os.path.join(directory, name)) for name in (CONFIG_FILE, "result.json", BEST_WEIGHTS))
+    return all(os.path.isfile(os.path.join(directory, name)) for name in (CONFIG_FILE, RESULT_FILE, BEST_WEIGHTS))
 
 
 def finetune_arguments(finetuning: str, config: TrainConfig, k: int, steps: int,
@@ -263,7 +262,7 @@ def measure(model: "keras.Model", dataset: str, settings: dict[str, Any], direct
     """``run_protocol`` metrics of ``model``, kept in ``directory``: its ``result.json`` when made
     from these weights and settings, else measured (resuming from the folder's attack cache)."""
     key = evaluation_key([w.numpy() for w in model.weights], settings, dataset)
-    path = os.path.join(directory, RESULT)
+    path = os.path.join(directory, RESULT_FILE)
     stored = _stored_metrics(path, "key", key)
     if stored is not None:
         return stored

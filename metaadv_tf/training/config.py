@@ -16,6 +16,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "piecewise")
 CONFIG_FILE = "config.json"  # a run's definition, in its workdir
+RESULT_FILE = "result.json"  # a finished run's TrainResult, in its workdir
+FINAL_WEIGHTS = "final.weights.h5"  # a finished run's last weights, in its workdir
 
 
 @dataclasses.dataclass(frozen=True)

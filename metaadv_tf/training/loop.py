@@ -50,7 +50,8 @@ from metaadv_tf.meta.functional import model_fn
 from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
-from metaadv_tf.training.config import CONFIG_FILE, META_METHODS, TrainConfig, read_run_config
+from metaadv_tf.training.config import (CONFIG_FILE, FINAL_WEIGHTS, META_METHODS, RESULT_FILE, TrainConfig,
+                                        read_run_config)
 from metaadv_tf.training.methods import MamlMethod, MetaMethod, Method, build_method
 from metaadv_tf.training.optimizers import make_optimizer
 from metaadv_tf.training.selection import ValidationLog
@@ -431,7 +432,7 @@ class Trainer:
         step = int(self.step.numpy())
         weights_path = None
         if step >= self.total_steps and self.chief:
-            weights_path = os.path.join(self.workdir, "final.weights.h5")
+            weights_path = os.path.join(self.workdir, FINAL_WEIGHTS)
             atomic_save(weights_path, self.model.save_weights)
         best = self.validation.best if self.validation else None
         result = TrainResult(
@@ -442,7 +443,7 @@ class Trainer:
             best_validation_accuracy=best["union"] if best else None,
         )
         if self.chief:
-            atomic_write_text(os.path.join(self.workdir, "result.json"),
+            atomic_write_text(os.path.join(self.workdir, RESULT_FILE),
                               json.dumps(dataclasses.asdict(result), indent=2))
         return result
 
