@@ -44,7 +44,9 @@ def assert_card_consistent(card: zoo.ModelCard, directory: str | None = None) ->
     assert (config.method, config.model, config.dataset) == (card.method, card.architecture, card.dataset)
     assert card.images_seen == card.train_steps * config.images_per_step
     assert card.train_command.startswith("python scripts/train.py ") and card.train_seconds > 0
-    assert card.threat_model in ("none", "Linf", "L2") and card.eps >= 0
+    # one threat model and its eps, or several joined by "+" (the study's cards: radii in the notes)
+    trained = zoo.seen_threat_models(card)
+    assert card.threat_model == ("+".join(trained) or "none") and card.eps >= 0
 
     path = zoo.weights_path(card, directory)
     assert card.weights == f"{card.name}.weights.h5" and os.path.getsize(path) < zoo.MAX_WEIGHTS_BYTES

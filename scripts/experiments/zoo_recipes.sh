@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The recipes of the zoo: `bash scripts/experiments/zoo_recipes.sh NAME...` trains each named entry with
 # scripts/train.py in runs/zoo/NAME (rerun to resume), then publishes it to zoo/ with
-# scripts/publish_model.py (evaluation, golden outputs, sha256, model card).
+# scripts/publish_model.py (evaluation, golden outputs, sha256, model card). The threat-model
+# study's entries (STUDY_RUNS) are its seed-0 runs on all four threat models, trained and measured
+# by scripts/experiments/threat_models.py in runs/threat_models/all/, published from their best
+# validation checkpoint, with protocol v2 in the card.
 # `bash scripts/experiments/zoo_recipes.sh --list` lists the names.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,10 +33,30 @@ declare -A RECIPES=(
   [resnet18_sat]="$RESNET --method=sat --train_attacks=$TASKS"
   [resnet18_max]="$RESNET --method=max --train_attacks=$TASKS"
 )
+# issue 16: the study's best MAT method and its best baseline (results/threat_models.md)
+declare -A STUDY_RUNS=(
+  [cnn_mat_mt]="mat_worst"
+  [cnn_baseline_mt]="max"
+)
+STUDY_CARD="--checkpoint=best --threat_model=Linf+L2+L1+spatial --eps=0"
+STUDY_NOTES="Trained on all four threat models of protocol v2 at its radii (Linf 0.1, L2 1.5, L1 10, spatial grid)."
 
-if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" | sort; exit 0; fi
+publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card
+  local name=$1 method=${STUDY_RUNS[$1]}
+  local workdir="runs/threat_models/all/${method}_seed0"
+  "$PYTHON" scripts/experiments/threat_models.py --task_sets=all --methods="$method" --seeds=0 \
+    --output=runs/threat_models/partial.md
+  [ "${PUBLISH:-1}" = "1" ] || return 0
+  # shellcheck disable=SC2086
+  "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD \
+    --notes="Study method $method, seed 0. $STUDY_NOTES"
+  "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json"
+}
+
+if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" "${!STUDY_RUNS[@]}" | sort; exit 0; fi
 for name in "$@"; do
-  [ -n "${RECIPES[$name]:-}" ] || { echo "Unknown zoo entry '$name'. Known: $(printf '%s ' "${!RECIPES[@]}")" >&2; exit 2; }
+  if [ -n "${STUDY_RUNS[$name]:-}" ]; then publish_study_run "$name"; continue; fi
+  [ -n "${RECIPES[$name]:-}" ] || { echo "Unknown zoo entry '$name'. Known: $(printf '%s ' "${!RECIPES[@]}" "${!STUDY_RUNS[@]}")" >&2; exit 2; }
   workdir="runs/zoo/$name"
   # shellcheck disable=SC2086
   "$PYTHON" scripts/train.py ${RECIPES[$name]} --workdir="$workdir"
