@@ -38,7 +38,8 @@ declare -A STUDY_RUNS=(
   [cnn_mat_mt]="mat_worst"
   [cnn_baseline_mt]="max"
 )
-STUDY_CARD="--checkpoint=best --threat_model=Linf+L2+L1+spatial --eps=0"
+# float32 weights: the study's own, so the card's v2 numbers are the study's (its attack cache is reused)
+STUDY_CARD="--checkpoint=best --nofloat16 --threat_model=Linf+L2+L1+spatial --eps=0"
 STUDY_NOTES="Trained on all four threat models of protocol v2 at its radii (Linf 0.1, L2 1.5, L1 10, spatial grid)."
 
 publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card
@@ -50,6 +51,7 @@ publish_study_run() {  # NAME: train (or resume) the study run, publish it, stor
   # shellcheck disable=SC2086
   "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD \
     --notes="Study method $method, seed 0. $STUDY_NOTES"
+  [ -f "$workdir/card_v2_cache.json" ] || cp "$workdir/v2_cache.json" "$workdir/card_v2_cache.json"
   "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json"
 }
 
