@@ -42,15 +42,17 @@ declare -A STUDY_RUNS=(
 STUDY_CARD="--checkpoint=best --nofloat16 --threat_model=Linf+L2+L1+spatial --eps=0"
 STUDY_NOTES="Trained on all four threat models of protocol v2 at its radii (Linf 0.1, L2 1.5, L1 10, spatial grid)."
 
-publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card
+publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card (rerun to resume)
   local name=$1 method=${STUDY_RUNS[$1]}
   local workdir="runs/threat_models/all/${method}_seed0"
   "$PYTHON" scripts/experiments/threat_models.py --task_sets=all --methods="$method" --seeds=0 \
     --output=runs/threat_models/partial.md
   [ "${PUBLISH:-1}" = "1" ] || return 0
-  # shellcheck disable=SC2086
-  "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD \
-    --notes="Study method $method, seed 0. $STUDY_NOTES"
+  if [ ! -f "${METAADV_ZOO_DIR:-metaadv_tf/cards}/$name.json" ]; then  # published already: resume below
+    # shellcheck disable=SC2086
+    "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD \
+      --notes="Study method $method, seed 0. $STUDY_NOTES"
+  fi
   [ -f "$workdir/card_v2_cache.json" ] || cp "$workdir/v2_cache.json" "$workdir/card_v2_cache.json"
   "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json"
 }
