@@ -40,6 +40,11 @@ declare -A STUDY_RUNS=(
 )
 # float32 weights: the study's own, so the card's v2 numbers are the study's (its attack cache is reused)
 STUDY_CARD="--checkpoint=best --nofloat16 --threat_model=Linf+L2+L1+spatial --eps=0"
+# extra publish flags: at seed 0, mat_worst on all four trails SAT and MAX on every threat model
+declare -A STUDY_FLAGS=(
+  [cnn_mat_mt]="--status=research"
+)
+STUDY_REASON="trails SAT and MAX on every threat model of protocol v2 (seed 0, results/threat_models.md); load cnn_baseline_mt"
 STUDY_NOTES="Trained on all four threat models of protocol v2 at its radii (Linf 0.1, L2 1.5, L1 10, spatial grid)."
 
 publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card (rerun to resume)
@@ -50,8 +55,8 @@ publish_study_run() {  # NAME: train (or resume) the study run, publish it, stor
   [ "${PUBLISH:-1}" = "1" ] || return 0
   if [ ! -f "${METAADV_ZOO_DIR:-metaadv_tf/cards}/$name.json" ]; then  # published already: resume below
     # shellcheck disable=SC2086
-    "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD \
-      --notes="Study method $method, seed 0. $STUDY_NOTES"
+    "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD ${STUDY_FLAGS[$name]:-} \
+      ${STUDY_FLAGS[$name]:+--status_reason="$STUDY_REASON"} --notes="Study method $method, seed 0. $STUDY_NOTES"
   fi
   [ -f "$workdir/card_v2_cache.json" ] || cp "$workdir/v2_cache.json" "$workdir/card_v2_cache.json"
   "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json"
