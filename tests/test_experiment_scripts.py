@@ -173,6 +173,7 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     assert (tmp_path / "runs" / "no_L1" / "sat_seed1" / "best.weights.h5").exists()
     assert "| no_L1 | L1 | sat | 1 |" in output.read_text() and "| train min |" in output.read_text()
     assert (tmp_path / "study_validation.png").stat().st_size > 0  # the validation curves
+    assert [epoch for epoch, _ in records[0]["validation"]] == [0.5, 1.0]  # kept in the record
 
     partial = run_tiny_study(tmp_path / "runs", tmp_path / "partial.md", "--task_sets=no_L1", "--methods=sat,mat",
                              "--seeds=1", "--measured_only")

@@ -85,7 +85,7 @@ def run(task_set: str, method: str, seed: int) -> dict:
                            cache_path=os.path.join(workdir, "v2_cache.json"))
     record = {"task_set": task_set, "method": method, "seed": seed, "settings": settings,
               "metrics": metrics, "train_seconds": result.train_seconds,
-              "images_seen": result.images_seen}
+              "images_seen": result.images_seen, "validation": list(validation_curve(workdir).items())}
     atomic_write_text(os.path.join(workdir, V2_RECORD), json.dumps(record, indent=2) + "\n")
     return record
 
@@ -128,13 +128,13 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
 
 def plot_validation(records: list[dict]) -> bool:
     """Writes OUTPUT_validation.png: validation union accuracy against epochs of the runs in
-    ``records``, one panel per task set, one line per method (mean ± std over the seeds). False
-    without matplotlib."""
+    ``records`` (their ``validation`` curve; records from before it was kept have none), one panel
+    per task set, one line per method (mean ± std over the seeds). False without matplotlib."""
     panels = {}
     for task_set in FLAGS.task_sets:
         panels[f"{task_set}: validation"] = lines = {}
         for r in (r for r in records if r["task_set"] == task_set):
-            for epoch, union in validation_curve(run_dir(FLAGS.workdir, task_set, r["method"], r["seed"])).items():
+            for epoch, union in r.get("validation", []):
                 lines.setdefault(r["method"], {}).setdefault(epoch, []).append(union)
     return plot_curves(panels, os.path.splitext(FLAGS.output)[0] + "_validation.png", xlabel="epoch",
                        ylabel="validation union accuracy (%)", log_x=False)
