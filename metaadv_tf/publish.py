@@ -165,23 +165,26 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
 
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
-    """(threat model, eps) of the attacks a run trained on; ("none", 0.0) for standard training.
+    """(threat model, eps) of the attacks a run trained on, as its card names them: ("none", 0.0)
+    for standard training; several threat models joined by "+" (``zoo.seen_threat_models``'s
+    order) with eps 0, their radii being in the train config.
 
-    Raises ValueError when the training attacks mix norms or radii: name the threat model then.
+    Raises ValueError when attacks of one threat model mix radii: name the eps then.
     """
     from metaadv_tf.attack_specs import parse_attacks
 
-    if config.method == "standard":
-        return "none", 0.0
+    trained = zoo.trained_threat_models(dataclasses.asdict(config))
+    if len(trained) != 1:
+        return "+".join(trained) or "none", 0.0
     if config.method in ("pgd_at", "fgsm_rs"):
         return "Linf", config.eps
-    found = {(a.threat_model, a.eps) for a in parse_attacks(config.train_attacks)}
-    if len(found) != 1:
+    radii = {a.eps for a in parse_attacks(config.train_attacks)}
+    if len(radii) != 1:
         raise ValueError(
-            f"The training attacks {config.train_attacks!r} mix threat models {sorted(found)};"
+            f"The training attacks {config.train_attacks!r} mix radii {sorted(radii)} of {trained[0]};"
             " give the card's threat model and eps explicitly."
         )
-    return found.pop()
+    return trained[0], radii.pop()
 
 
 def train_command(config: "TrainConfig", workdir: str) -> str:

@@ -44,9 +44,8 @@ def assert_card_consistent(card: zoo.ModelCard, directory: str | None = None) ->
     assert (config.method, config.model, config.dataset) == (card.method, card.architecture, card.dataset)
     assert card.images_seen == card.train_steps * config.images_per_step
     assert card.train_command.startswith("python scripts/train.py ") and card.train_seconds > 0
-    # one threat model and its eps, or several joined by "+" (the study's cards: radii in the notes)
-    trained = zoo.seen_threat_models(card)
-    assert card.threat_model == ("+".join(trained) or "none") and card.eps >= 0
+    # one threat model and its eps, or several joined by "+" with eps 0 (the study's cards)
+    assert (card.threat_model, card.eps) == publish.training_threat_model(config)
 
     path = zoo.weights_path(card, directory)
     assert card.weights == f"{card.name}.weights.h5" and os.path.getsize(path) < zoo.MAX_WEIGHTS_BYTES
@@ -430,8 +429,11 @@ def test_threat_model_comes_from_the_training_attacks():
     config = TrainConfig(method="mat", steps=1, epochs=None)
     assert publish.training_threat_model(config) == ("Linf", 0.1)
     assert publish.training_threat_model(dataclasses.replace(config, method="standard")) == ("none", 0.0)
-    with pytest.raises(ValueError, match="mix threat models"):
-        publish.training_threat_model(dataclasses.replace(config, train_attacks="fgsm,pgd_l2"))
+    assert publish.training_threat_model(dataclasses.replace(config, method="pgd_at", eps=0.2)) == ("Linf", 0.2)
+    several = dataclasses.replace(config, train_attacks="pgd_l1,fgsm,pgd_l2")
+    assert publish.training_threat_model(several) == ("Linf+L2+L1", 0.0)  # radii in the train config
+    with pytest.raises(ValueError, match=r"mix radii \[0.1, 0.3\] of Linf"):
+        publish.training_threat_model(dataclasses.replace(config, train_attacks="fgsm,fgsm(eps=0.3)"))
 
 
 def test_evaluate_script_resumes_from_its_cache(tiny_zoo, tmp_path):

@@ -39,7 +39,7 @@ declare -A STUDY_RUNS=(
   [cnn_baseline_mt]="max"
 )
 # float32 weights: the study's own, so the card's v2 numbers are the study's (its attack cache is reused)
-STUDY_CARD="--checkpoint=best --nofloat16 --threat_model=Linf+L2+L1+spatial --eps=0"
+STUDY_CARD="--checkpoint=best --nofloat16"
 # extra publish flags: at seed 0, mat_worst on all four trails SAT and MAX on every threat model
 declare -A STUDY_FLAGS=(
   [cnn_mat_mt]="--status=research"
