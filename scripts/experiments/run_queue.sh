@@ -19,6 +19,7 @@ FAILED="$CHECKOUT/runs/queue_failed.txt"
 LOG="$CHECKOUT/runs/queue.log"
 SNAPSHOT="$CHECKOUT/runs/src"
 export PY="$CHECKOUT/.venv/bin/python" TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=1
+export METAADV_PYTHON="$PY"  # for the scripts that default to .venv/bin/python, absent from the snapshot
 
 if [ -s "$FAILED" ]; then
   echo "$FAILED is not empty: fix or clear it before starting the queue." >&2
