@@ -53,7 +53,8 @@ publish_study_run() {  # NAME: train (or resume) the study run, publish it, stor
   "$PYTHON" scripts/experiments/threat_models.py --task_sets=all --methods="$method" --seeds=0 \
     --output=runs/threat_models/partial.md
   [ "${PUBLISH:-1}" = "1" ] || return 0
-  if [ ! -f "${METAADV_ZOO_DIR:-metaadv_tf/cards}/$name.json" ]; then  # published already: resume below
+  if ! "$PYTHON" -c "import sys; from metaadv_tf import zoo; sys.exit(sys.argv[1] in zoo.list_models(include_research=True))" \
+      "$name"; then  # published already: resume below
     # shellcheck disable=SC2086
     "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" $STUDY_CARD ${STUDY_FLAGS[$name]:-} \
       ${STUDY_FLAGS[$name]:+--status_reason="$STUDY_REASON"} --notes="Study method $method, seed 0. $STUDY_NOTES"
