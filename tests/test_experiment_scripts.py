@@ -180,6 +180,12 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     assert partial.returncode == 0, partial.stderr[-2000:]
     assert json.loads((tmp_path / "partial.json").read_text()) == records  # the measured run only
     assert not (tmp_path / "runs" / "no_L1" / "mat_seed1").exists()  # nothing trained
+    (tmp_path / "runs" / "no_L1" / "sat_seed1" / "v2.json").rename(tmp_path / "v2.json")
+    again = run_tiny_study(tmp_path / "runs", tmp_path / "partial.md", "--task_sets=no_L1", "--methods=sat",
+                           "--seeds=1", "--measured_only")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "partial.json").read_text()) == records  # the run's record, from the JSON
+    (tmp_path / "v2.json").rename(tmp_path / "runs" / "no_L1" / "sat_seed1" / "v2.json")
 
     run = tmp_path / "runs" / "no_L1" / "sat_seed1"
     checked = run_script("external_check.py", f"--runs={run}", "--examples=8", "--steps=2", "--queries=4",

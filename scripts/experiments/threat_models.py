@@ -19,6 +19,7 @@ training or evaluating anything.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -52,8 +53,9 @@ flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's R
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
 flags.DEFINE_bool("measured_only", False,
-                  "Tabulate the runs already trained and measured (their v2.json); train and evaluate"
-                  " nothing, so a study still running can be reported.")
+                  "Tabulate the runs already trained and measured (their v2.json, else their record in"
+                  " --output's JSON, so results outlive the runs); train and evaluate nothing, so a"
+                  " study still running can be reported.")
 
 
 def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
@@ -90,14 +92,25 @@ def run(task_set: str, method: str, seed: int) -> dict:
     return record
 
 
-def measured(task_set: str, method: str, seed: int) -> dict | None:
-    """The record of a run measured with this study's protocol v2 settings, or None."""
+def measured(task_set: str, method: str, seed: int, reported: dict[tuple, dict]) -> dict | None:
+    """The record of a run measured with this study's protocol v2 settings: its ``v2.json``, else
+    its record in ``reported`` (by task set, method and seed); None without either."""
     path = os.path.join(run_dir(FLAGS.workdir, task_set, method, seed), V2_RECORD)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    else:
+        record = reported.get((task_set, method, seed))
+    return record if record is not None and record["settings"] == v2_settings(task_set) else None
+
+
+def reported_records() -> dict[tuple, dict]:
+    """The records of ``--output``'s JSON (none before it is written), by (task set, method, seed)."""
+    path = os.path.splitext(FLAGS.output)[0] + ".json"
     if not os.path.exists(path):
-        return None
+        return {}
     with open(path, encoding="utf-8") as handle:
-        record = json.load(handle)
-    return record if record["settings"] == v2_settings(task_set) else None
+        return {(r["task_set"], r["method"], r["seed"]): r for r in json.load(handle)}
 
 
 def v2_settings(task_set: str) -> dict:
@@ -142,7 +155,10 @@ def plot_validation(records: list[dict]) -> bool:
 
 def main(argv: list[str]) -> None:
     del argv
-    get = measured if FLAGS.measured_only else run
+    if FLAGS.measured_only:
+        get = functools.partial(measured, reported=reported_records())
+    else:
+        get = run
     records = [record for task_set in FLAGS.task_sets for method in FLAGS.methods for seed in FLAGS.seeds
                if (record := get(task_set, method, int(seed))) is not None]
     header = ["task set", "held out", "method", "seeds", "clean", "held out acc", *THREAT_MODELS,
