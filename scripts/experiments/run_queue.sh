@@ -7,7 +7,9 @@
 # scripts/experiments/threat_models.py; any other line is a shell command, in which $PY is the
 # checkout's Python. Before each line the snapshot (a git worktree in runs/src, whose runs/ is the
 # checkout's) moves to main's latest commit, so commits made while a line runs do not change the
-# code under it. A line that succeeds leaves the queue; one that fails stays at its head, is
+# code under it; what a line writes outside runs/ stays in the snapshot and is discarded at the
+# next line (threat_models.py's default --output among it: tabulate with --measured_only in the
+# checkout). A line that succeeds leaves the queue; one that fails stays at its head, is
 # copied to runs/queue_failed.txt, and the runner stops until that file is cleared. Output is appended to
 # runs/queue.log. The experiments resume from their checkpoints, so after a kill the runner can
 # simply be started again. Edit any line but the first while it runs (write the file atomically).
@@ -32,7 +34,7 @@ fi
 
 while [ -s "$QUEUE" ]; do
   line=$(head -n 1 "$QUEUE")
-  git -C "$SNAPSHOT" checkout --quiet --detach main >> "$LOG" 2>&1 || exit 1
+  git -C "$SNAPSHOT" checkout --quiet --force --detach main >> "$LOG" 2>&1 || exit 1
   case "$line" in
     --*) command="\"\$PY\" scripts/experiments/threat_models.py $line" ;;
     *) command="$line" ;;
