@@ -142,13 +142,15 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
 def plot_validation(records: list[dict]) -> bool:
     """Writes OUTPUT_validation.png: validation union accuracy against epochs of the runs in
     ``records`` (their ``validation`` curve; records from before it was kept have none), one panel
-    per task set, one line per method (mean ± std over the seeds). False without matplotlib."""
-    panels = {}
-    for task_set in FLAGS.task_sets:
-        panels[f"{task_set}: validation"] = lines = {}
-        for r in (r for r in records if r["task_set"] == task_set):
-            for epoch, union in r.get("validation", []):
-                lines.setdefault(r["method"], {}).setdefault(epoch, []).append(union)
+    per task set with curves, one line per method (mean ± std over the seeds). False, writing
+    nothing, without curves or matplotlib."""
+    panels: dict[str, dict] = {}
+    for r in records:
+        for epoch, union in r.get("validation", []):
+            lines = panels.setdefault(f"{r['task_set']}: validation", {})
+            lines.setdefault(r["method"], {}).setdefault(epoch, []).append(union)
+    if not panels:
+        return False
     return plot_curves(panels, os.path.splitext(FLAGS.output)[0] + "_validation.png", xlabel="epoch",
                        ylabel="validation union accuracy (%)", log_x=False)
 
