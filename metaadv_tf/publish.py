@@ -166,7 +166,7 @@ def read_run(workdir: str) -> tuple["TrainConfig", dict[str, Any], str]:
 
 def training_threat_model(config: "TrainConfig") -> tuple[str, float]:
     """(threat model, eps) of the attacks a run trained on, as its card names them: ("none", 0.0)
-    for standard training; several threat models joined by "+" (``zoo.seen_threat_models``'s
+    for standard training; several threat models joined by "+" (in ``zoo.trained_threat_models``'s
     order) with eps 0, their radii being in the train config.
 
     Raises ValueError when attacks of one threat model mix radii: name the eps then.
