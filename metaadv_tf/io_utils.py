@@ -1,10 +1,11 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and reads."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -38,6 +39,14 @@ def atomic_save(path: str, save: Callable[[str], None]) -> None:
     """Calls ``save(temporary_path)`` and moves the result to ``path`` atomically."""
     with atomic_path(path) as temporary:
         save(temporary)
+
+
+def read_json(path: str) -> Any | None:
+    """The JSON value in ``path``; None when there is no such file."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _mode(path: str) -> int:

@@ -19,7 +19,7 @@ from metaadv_tf.attack_specs import parse_attack, parse_attacks
 from metaadv_tf.evaluation_cache import evaluation_key
 from metaadv_tf.experiments import load_run_model, mean_std
 from metaadv_tf.finetune import finetune, inner_loop_settings
-from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.io_utils import atomic_save, atomic_write_text, read_json
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol, seen_threat_models
 from metaadv_tf.registry import check_choice
 from metaadv_tf.training import CONFIG_FILE, META_METHODS, RESULT_FILE, MetaConfig, TrainConfig, read_run_config
@@ -129,13 +129,12 @@ def variant_lines(records: Sequence[Record]) -> list[str]:
 
 def validation_curve(directory: str) -> dict[float, float]:
     """A run's validation union accuracy by epoch (``validation.json``; empty before any)."""
-    path = os.path.join(directory, VALIDATION_FILE)
-    if not os.path.exists(path):
+    records = read_json(os.path.join(directory, VALIDATION_FILE))
+    if records is None:
         return {}
     config = read_run_config(directory)
     steps_per_epoch = (config.available_train_examples - config.validation_examples) / config.images_per_step
-    with open(path, encoding="utf-8") as handle:
-        return {round(r["step"] / steps_per_epoch, 2): r["union"] for r in json.load(handle)}
+    return {round(r["step"] / steps_per_epoch, 2): r["union"] for r in records}
 
 
 def held_out(task_set: str) -> list[str]:
@@ -285,11 +284,8 @@ def _unadapted_metrics(directory: str, model: "keras.Model", dataset: str, setti
 
 def _stored_metrics(path: str, field: str, expected: Any) -> dict | None:
     """The ``metrics`` of the JSON record at ``path`` if it exists and its ``field`` is ``expected``."""
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        record = json.load(handle)
-    return record["metrics"] if record[field] == expected else None
+    record = read_json(path)
+    return record["metrics"] if record is not None and record[field] == expected else None
 
 
 def _adaptation_folder(directory: str, model: "keras.Model", finetuning: str, k: int, attack: str,

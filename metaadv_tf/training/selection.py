@@ -13,7 +13,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.io_utils import atomic_save, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     import keras
@@ -32,10 +32,7 @@ class ValidationLog:
     def __init__(self, workdir: str) -> None:
         self.path = os.path.join(workdir, VALIDATION_FILE)
         self.weights_path = os.path.join(workdir, BEST_WEIGHTS)
-        self.records: list[Record] = []
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as handle:
-                self.records = json.load(handle)
+        self.records: list[Record] = read_json(self.path) or []
 
     @property
     def best(self) -> Record | None:

@@ -30,7 +30,7 @@ from absl import app, flags  # noqa: E402
 
 from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, plot_curves,  # noqa: E402
                                     write_results)
-from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
+from metaadv_tf.io_utils import atomic_write_text, read_json  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
                                      held_out, held_out_target_lines, recipe, run_dir, train_attacks,
@@ -95,22 +95,16 @@ def run(task_set: str, method: str, seed: int) -> dict:
 def measured(task_set: str, method: str, seed: int, reported: dict[tuple, dict]) -> dict | None:
     """The record of a run measured with this study's protocol v2 settings: its ``v2.json``, else
     its record in ``reported`` (by task set, method and seed); None without either."""
-    path = os.path.join(run_dir(FLAGS.workdir, task_set, method, seed), V2_RECORD)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    else:
+    record = read_json(os.path.join(run_dir(FLAGS.workdir, task_set, method, seed), V2_RECORD))
+    if record is None:
         record = reported.get((task_set, method, seed))
     return record if record is not None and record["settings"] == v2_settings(task_set) else None
 
 
 def reported_records() -> dict[tuple, dict]:
     """The records of ``--output``'s JSON (none before it is written), by (task set, method, seed)."""
-    path = os.path.splitext(FLAGS.output)[0] + ".json"
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return {(r["task_set"], r["method"], r["seed"]): r for r in json.load(handle)}
+    records = read_json(os.path.splitext(FLAGS.output)[0] + ".json") or []
+    return {(r["task_set"], r["method"], r["seed"]): r for r in records}
 
 
 def v2_settings(task_set: str) -> dict:
