@@ -51,7 +51,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # loss (MAX's objective, after adaptation); "variation" (with "worst"): + 0.5 x the query examples'
 # largest logit distance between two threat models (Dai et al. 2022's variation regularization);
 # "tasks4": 4 tasks per meta-step (all of the "all" set) of 16 support + 16 query images, the same
-# 128 images per step, so the deployed θ's anchor term meets every threat model at every step.
+# 128 images per step, so the deployed θ's anchor term meets every threat model at every step;
+# "tasks3": the same for a fold's 3 tasks, 21 + 21 images each (126 per step, as many per epoch).
 VARIANT_PARTS = {
     "mem": {"memory_steps": 1},
     "memtask": {"memory_steps": 1, "memory_per_task": True},
@@ -65,6 +66,7 @@ VARIANT_PARTS = {
     "worst": {"worst_case_query": True},
     "variation": {"variation_weight": 0.5},
     "tasks4": {"num_tasks": 4, "support_size": 16, "query_size": 16},
+    "tasks3": {"num_tasks": 3, "support_size": 21, "query_size": 21},
 }
 
 V2_RECORD = "v2.json"  # a run's protocol v2 record (threat_models.py)
