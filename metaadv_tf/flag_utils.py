@@ -72,6 +72,9 @@ def define_train_flags() -> None:
     flags.DEFINE_float("variation_weight", m.variation_weight,
                        "With --worst_case_query: weight of the query examples' largest logit distance between"
                        " two tasks' attacks (variation regularization).")
+    flags.DEFINE_bool("worst_case_anchor", m.worst_case_anchor,
+                      "Attack each support batch with every task against θ and score θ's support loss by each"
+                      " example's worst (needs --pre_adaptation_weight > 0; mat, fomaml).")
     flags.DEFINE_bool("learn_inner_rates", m.learn_inner_rates,
                       "Learn each task's inner learning rates (Meta-SGD; mat, fomaml).")
     flags.DEFINE_float("inner_rates_learning_rate", m.inner_rates_learning_rate,
@@ -111,7 +114,8 @@ def train_config_from_flags() -> TrainConfig:
         attention_entropy=FLAGS.attention_entropy,
         pre_adaptation_weight=FLAGS.pre_adaptation_weight, consistency_weight=FLAGS.consistency_weight,
         cross_task_query=FLAGS.cross_task_query, worst_case_query=FLAGS.worst_case_query,
-        variation_weight=FLAGS.variation_weight, learn_inner_rates=FLAGS.learn_inner_rates,
+        variation_weight=FLAGS.variation_weight, worst_case_anchor=FLAGS.worst_case_anchor,
+        learn_inner_rates=FLAGS.learn_inner_rates,
         inner_rates_learning_rate=FLAGS.inner_rates_learning_rate,
     )
     return TrainConfig(

@@ -50,6 +50,9 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # threat model (MLDG); "worst": it is attacked by every task and each example scored by its worst
 # loss (MAX's objective, after adaptation); "variation" (with "worst"): + 0.5 x the query examples'
 # largest logit distance between two threat models (Dai et al. 2022's variation regularization);
+# "maxanchor" (with "worst"): θ's own support loss (the anchor) is MAX's too, each support example
+# attacked by every task against θ and scored by its worst loss; the inner steps adapt on the task's
+# own attack. The deployed θ is then trained on MAX's objective directly, as well as through θ'_i;
 # "tasks4": 4 tasks per meta-step (all of the "all" set) of 16 support + 16 query images, the same
 # 128 images per step, so the deployed θ's anchor term meets every threat model at every step;
 # "tasks3": the same for a fold's 3 tasks, 21 + 21 images each (126 per step, as many per epoch).
@@ -65,6 +68,7 @@ VARIANT_PARTS = {
     "cross": {"cross_task_query": True},
     "worst": {"worst_case_query": True},
     "variation": {"variation_weight": 0.5},
+    "maxanchor": {"worst_case_anchor": True},
     "tasks4": {"num_tasks": 4, "support_size": 16, "query_size": 16},
     "tasks3": {"num_tasks": 3, "support_size": 21, "query_size": 21},
 }

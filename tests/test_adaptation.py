@@ -110,6 +110,8 @@ def test_study_recipes_of_methods_and_mat_variants():
     assert study.recipe("mat_worst")[1].worst_case_query
     assert study.recipe("mat_worst_variation")[1].variation_weight == 0.5
     assert study.recipe("mat_memtask")[1].memory_per_task
+    meta = study.recipe("mat_worst_maxanchor")[1]  # MAX's objective for θ's own support loss too
+    assert meta.worst_case_anchor and meta.worst_case_query and meta.pre_adaptation_weight == 1.0
     meta = study.recipe("mat_worst_tasks4")[1]  # every task of "all" per step, the same 128 images
     assert (meta.num_tasks, meta.support_size, meta.query_size, meta.worst_case_query) == (4, 16, 16, True)
     assert meta.num_tasks == len(study.TASK_SETS["all"])

@@ -281,6 +281,36 @@ def test_variation_weight_adds_the_largest_logit_distance_between_the_query_atta
         np.testing.assert_allclose(regularized[i] - plain[i], 0.5 * np.mean(np.max(pairs, 0)), rtol=1e-8)
 
 
+def test_worst_case_anchor_scores_theta_support_by_the_worst_task_attack(float64):
+    """With ``worst_case_anchor``, θ's support loss is each support example's worst loss at θ under
+    every task's attack; task i still adapts on its own attack's version."""
+    model, batch, params, state = _setup(batchnorm=False)
+    shifts = [0.0, 0.5, -0.5]
+    with tf.GradientTape() as tape:
+        terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
+                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_anchor=True)
+    for i in range(2):
+        per_shift = [cross_entropy(model.stateless_call(params, state, batch.support_x[i] + shift, training=True)[0],
+                                   batch.support_y[i]).numpy() for shift in shifts]
+        assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()  # no shift is worst for all
+        np.testing.assert_allclose(float(terms.support[i]), np.mean(np.max(per_shift, 0)), rtol=1e-10)
+        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        expected = task_loss(model, fast, state, batch.query_x[i] + shifts[i], batch.query_y[i])[0]
+        np.testing.assert_allclose(float(terms.query[i]), float(expected), rtol=1e-10)
+
+
+def test_worst_case_anchor_needs_the_anchor_term_and_fresh_attacks():
+    with pytest.raises(ValueError, match="pre_adaptation_weight=0.0"):
+        MetaConfig(worst_case_anchor=True)
+    for others in ({"memory_steps": 1}, {"pool_size": 64}):
+        with pytest.raises(ValueError, match=f"{next(iter(others))}={next(iter(others.values()))}"):
+            MetaConfig(worst_case_anchor=True, pre_adaptation_weight=1.0, **others)
+    with pytest.raises(ValueError, match="reptile"):
+        TrainConfig(method="reptile", steps=1, epochs=None,
+                    meta=MetaConfig(worst_case_anchor=True, pre_adaptation_weight=1.0))
+
+
 def test_logit_variation_of_identical_logits_is_zero_with_finite_gradients():
     logits = tf.constant([[1.0, 2.0], [3.0, -1.0]])
     with tf.GradientTape() as tape:

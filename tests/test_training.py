@@ -209,12 +209,13 @@ def test_task_attention_and_learned_inner_rates_resume_from_the_checkpoint(tmp_p
 
 @pytest.mark.parametrize("query", [{"memory_steps": 1, "cross_task_query": True}, {"worst_case_query": True},
                                    {"worst_case_query": True, "variation_weight": 0.5},
-                                   {"worst_case_query": True, "num_tasks": 3}],
+                                   {"worst_case_query": True, "num_tasks": 3},
+                                   {"worst_case_query": True, "worst_case_anchor": True, "pre_adaptation_weight": 1.0}],
                          ids=["cross_task_with_memory", "worst_case", "worst_case_with_variation",
-                              "worst_case_every_task"])
+                              "worst_case_every_task", "worst_case_anchor"])
 def test_query_variants_train_across_threat_models(tmp_path, query):
-    """The study's cross-task (MLDG, with the memory) and worst-case query variants trace and train:
-    threat models differ per task; every task may be sampled at each step."""
+    """The study's cross-task (MLDG, with the memory), worst-case query and worst-case anchor
+    variants trace and train: threat models differ per task; every task may be sampled at each step."""
     config = tiny_config("mat", steps=2, train_attacks="pgd_linf(steps=2),pgd_l1(steps=2),spatial(samples=2)",
                          meta=MetaConfig(support_size=4, query_size=4, **query))
     result = Trainer(config, str(tmp_path)).train(progress=False)

@@ -108,6 +108,7 @@ def maml_task_losses(
     cross_task_query: bool = False,
     worst_case_query: bool = False,
     variation_weight: float = 0.0,
+    worst_case_anchor: bool = False,
 ) -> TaskLosses:
     """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
     ``consistency``, else empty); and the new state.
@@ -119,7 +120,10 @@ def maml_task_losses(
     attacked by task (i + 1) mod n of the batch; with ``worst_case_query``, by every task of the
     distribution, each example scored by its largest loss (as ``max`` training, after adaptation;
     not with a memory or ``consistency``), plus ``variation_weight`` times their logit variation
-    across the tasks' attacks. Attacks run with the outer tape paused: their outputs are constants
+    across the tasks' attacks. With ``worst_case_anchor``, every task of the distribution attacks
+    the support batch against θ: the support loss of θ scores each example by its worst loss (MAX's
+    objective for the deployed θ) and the inner steps adapt on the task's own attack's version.
+    Attacks run with the outer tape paused: their outputs are constants
     to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
@@ -134,7 +138,13 @@ def maml_task_losses(
     for i in range(batch.num_tasks):
         state = per_task_states(state, conditioning, batch.codes[i])
         support_x, query_x = batch.support_x[i], batch.query_x[i]
-        if adversarial:
+        anchor = None
+        if adversarial and worst_case_anchor:
+            with outer_tape.stop_recording():
+                versions = worst_case_inputs(tasks, model_fn(model, params, state), support_x, batch.support_y[i])
+            anchor, state = multi_attack_loss(model, params, state, versions, batch.support_y[i], reduce="max")
+            support_x = tf.gather(tf.stack(versions), batch.task_ids[i])
+        elif adversarial:
             support_x = attack(batch.task_ids[i], model_fn(model, params, state), support_x, batch.support_y[i],
                                _row(batch.support_indices, i))
         fast, state, support_loss = adapt(
@@ -142,7 +152,7 @@ def maml_task_losses(
             learning_rate=rates.rates(batch.task_ids[i]) if rates else inner.learning_rate,
             first_order=inner.first_order,
         )
-        support_losses.append(support_loss)
+        support_losses.append(support_loss if anchor is None else anchor)
         if adversarial and worst_case_query:
             with outer_tape.stop_recording():
                 query_x = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])

@@ -45,6 +45,9 @@ class MetaConfig:
     fomaml) attacks it with every task and scores each example by its worst loss, as ``max`` does;
     with it, ``variation_weight`` v adds v · the query examples' largest logit distance between two
     threat models (variation regularization, `metaadv_tf.meta.functional.logit_variation`).
+    ``worst_case_anchor`` (needs ``pre_adaptation_weight`` > 0) attacks each support batch with every
+    task against θ and scores θ's support loss by each example's worst, so the anchor term is MAX's
+    objective; the inner steps still adapt on the task's own attack.
     ``learn_inner_rates`` (mat, fomaml) learns a learning rate per task and parameter tensor
     (Meta-SGD; Adam at ``inner_rates_learning_rate``), starting at ``inner_learning_rate``.
     """
@@ -71,6 +74,7 @@ class MetaConfig:
     cross_task_query: bool = False
     worst_case_query: bool = False
     variation_weight: float = 0.0
+    worst_case_anchor: bool = False
     learn_inner_rates: bool = False
     inner_rates_learning_rate: float = 0.001
 
@@ -101,6 +105,14 @@ class MetaConfig:
             raise ValueError(
                 f"cross_task_query attacks a task's query batch with another sampled task's attack;"
                 f" it needs num_tasks >= 2. Received: num_tasks={self.num_tasks}"
+            )
+        if self.worst_case_anchor and not self.pre_adaptation_weight:
+            raise ValueError("worst_case_anchor scores the support loss of θ, which counts only with"
+                             " pre_adaptation_weight > 0. Received: pre_adaptation_weight=0.0")
+        if self.worst_case_anchor and (self.memory_steps or self.pool_size):
+            raise ValueError(
+                "worst_case_anchor attacks each support batch with every task, fresh at every step; it does"
+                f" not combine with memory_steps={self.memory_steps}, pool_size={self.pool_size}."
             )
         if self.worst_case_query:
             others = {"cross_task_query": self.cross_task_query, "consistency_weight": self.consistency_weight,
@@ -202,7 +214,7 @@ class TrainConfig:
         if self.train_examples is not None:
             check_positive_int("train_examples", self.train_examples)
         loss_terms = ("task_attention", "pre_adaptation_weight", "consistency_weight", "learn_inner_rates",
-                      "cross_task_query", "worst_case_query")
+                      "cross_task_query", "worst_case_query", "worst_case_anchor")
         extensions = [name for name in ("task_encoding", "meta_batchnorm", "meta_dropout", *loss_terms)
                       if getattr(self.meta, name)]
         if extensions and self.method not in META_METHODS:

@@ -208,7 +208,8 @@ class MamlMethod(MetaMethod, LossMethod):
     ``consistency_weight`` c > 0 it adds c · KL(f_θ'_i ‖ f_θ) on the query batch (θ'_i's
     predictions held constant): θ is pulled toward what adaptation reaches. ``cross_task_query``
     scores each task's adaptation on the next task's attack (MLDG), ``worst_case_query`` on the
-    worst of every task's attack per example (plus ``variation_weight`` · their logit variation).
+    worst of every task's attack per example (plus ``variation_weight`` · their logit variation);
+    ``worst_case_anchor`` scores θ's support loss the same way, against θ.
     ``learn_inner_rates`` learns each task's inner learning rates (Meta-SGD,
     `metaadv_tf.meta.inner_rates`).
     """
@@ -250,7 +251,7 @@ class MamlMethod(MetaMethod, LossMethod):
         terms = maml_task_losses(
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
             self.adversarial, self.conditioning, self.memory, self.rates, meta.consistency_weight > 0,
-            meta.cross_task_query, meta.worst_case_query, meta.variation_weight,
+            meta.cross_task_query, meta.worst_case_query, meta.variation_weight, meta.worst_case_anchor,
         )
         task_losses, state = tf.stack(terms.query), terms.state
         objective = task_losses + meta.pre_adaptation_weight * tf.stack(terms.support)
