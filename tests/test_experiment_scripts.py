@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from metaadv_tf import publish, zoo
+from metaadv_tf.training import read_run_config
 from helpers import run_script, run_tiny_study, train_tiny_run  # noqa: I100  (tests/ is on sys.path)
 
 EXPERIMENTS = "scripts/experiments"
@@ -164,8 +165,10 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     models with protocol v2 from its best validation checkpoint; then external_check.py attacks it
     with ART beside the per-image v2 results it reads back."""
     output = tmp_path / "study.md"
-    result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat", "--seeds=1")
+    result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat", "--seeds=1",
+                            "--checkpoint_every=3")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert read_run_config(str(tmp_path / "runs" / "no_L1" / "sat_seed1")).checkpoint_every == 3
     records = json.loads((tmp_path / "study.json").read_text())
     assert [(r["task_set"], r["method"], r["seed"]) for r in records] == [("no_L1", "sat", 1)]
     assert records[0]["settings"]["unseen"] == ["L1"] and records[0]["settings"]["num_examples"] == 8

@@ -49,6 +49,7 @@ flags.DEFINE_integer("validation_examples", 2000, "Last training images held out
 flags.DEFINE_integer("train_examples", None, "Use only the first N training images (tests).")
 flags.DEFINE_integer("eval_every", None, "Validate every N steps (default: every half epoch).")
 flags.DEFINE_integer("eval_examples", None, "Attacked test images (default: protocol v2's).")
+flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints (fewer for resnet18: a kill loses the rest).")
 flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's ResNet-18 entries, issue 19).")
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
@@ -70,7 +71,7 @@ def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
         epochs=FLAGS.epochs, steps=None, batch_size=128, optimizer="sgd", learning_rate=0.05,
         weight_decay=5e-4, lr_schedule="cosine", seed=seed, meta=meta,
         train_examples=FLAGS.train_examples, validation_examples=FLAGS.validation_examples,
-        eval_every=eval_every, checkpoint_every=100,
+        eval_every=eval_every, checkpoint_every=FLAGS.checkpoint_every,
     )
 
 
