@@ -240,21 +240,37 @@ class _ShiftTask:
         return x + self.shift
 
 
-def test_worst_case_query_scores_each_query_example_by_its_worst_task_attack(float64):
-    """Task i adapts on its own attack's support batch; every task of the distribution attacks its
-    query batch and each example counts with its largest loss at θ'_i."""
+def _mean_worst_loss(model, weights, state, x, y, shifts) -> float:
+    """Mean over the examples of their largest cross-entropy over the shifted versions of x (checking
+    that no one shift is the worst for every example, so the max matters)."""
+    per_shift = [cross_entropy(model.stateless_call(weights, state, x + shift, training=True)[0], y).numpy()
+                 for shift in shifts]
+    assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()
+    return float(np.mean(np.max(per_shift, 0)))
+
+
+@pytest.mark.parametrize("worst_query", [False, True], ids=["own_query", "worst_query"])
+@pytest.mark.parametrize("worst_anchor", [False, True], ids=["own_anchor", "worst_anchor"])
+def test_worst_case_query_and_anchor_score_each_example_by_its_worst_task_attack(float64, worst_query,
+                                                                                 worst_anchor):
+    """Task i adapts on its own attack's support batch. With ``worst_case_query`` every task of the
+    distribution attacks its query batch and each example counts with its largest loss at θ'_i; with
+    ``worst_case_anchor`` the same holds for θ's support loss, at θ. Otherwise task i's own attack."""
     model, batch, params, state = _setup(batchnorm=False)
     shifts = [0.0, 0.5, -0.5]
     with tf.GradientTape() as tape:
         terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
-                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_query=True)
+                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_query=worst_query,
+                                 worst_case_anchor=worst_anchor)
     for i in range(2):
-        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
-                           learning_rate=0.5, first_order=False)
-        per_shift = [cross_entropy(model.stateless_call(fast, state, batch.query_x[i] + shift, training=True)[0],
-                                   batch.query_y[i]).numpy() for shift in shifts]
-        assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()  # no shift is worst for all
-        np.testing.assert_allclose(float(terms.query[i]), np.mean(np.max(per_shift, 0)), rtol=1e-10)
+        fast, _, own_support = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i],
+                                     steps=1, learning_rate=0.5, first_order=False)
+        support = (_mean_worst_loss(model, params, state, batch.support_x[i], batch.support_y[i], shifts)
+                   if worst_anchor else float(own_support))
+        query = (_mean_worst_loss(model, fast, state, batch.query_x[i], batch.query_y[i], shifts) if worst_query
+                 else float(task_loss(model, fast, state, batch.query_x[i] + shifts[i], batch.query_y[i])[0]))
+        np.testing.assert_allclose(float(terms.support[i]), support, rtol=1e-10)
+        np.testing.assert_allclose(float(terms.query[i]), query, rtol=1e-10)
 
 
 def test_variation_weight_adds_the_largest_logit_distance_between_the_query_attacks(float64):
@@ -279,25 +295,6 @@ def test_variation_weight_adds_the_largest_logit_distance_between_the_query_atta
         pairs = [np.linalg.norm(logits[a] - logits[b], axis=-1) for a, b in ((0, 1), (0, 2), (1, 2))]
         assert np.argmax(pairs, 0).min() != np.argmax(pairs, 0).max()  # no pair is farthest for all
         np.testing.assert_allclose(regularized[i] - plain[i], 0.5 * np.mean(np.max(pairs, 0)), rtol=1e-8)
-
-
-def test_worst_case_anchor_scores_theta_support_by_the_worst_task_attack(float64):
-    """With ``worst_case_anchor``, θ's support loss is each support example's worst loss at θ under
-    every task's attack; task i still adapts on its own attack's version."""
-    model, batch, params, state = _setup(batchnorm=False)
-    shifts = [0.0, 0.5, -0.5]
-    with tf.GradientTape() as tape:
-        terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
-                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_anchor=True)
-    for i in range(2):
-        per_shift = [cross_entropy(model.stateless_call(params, state, batch.support_x[i] + shift, training=True)[0],
-                                   batch.support_y[i]).numpy() for shift in shifts]
-        assert np.argmax(per_shift, 0).min() != np.argmax(per_shift, 0).max()  # no shift is worst for all
-        np.testing.assert_allclose(float(terms.support[i]), np.mean(np.max(per_shift, 0)), rtol=1e-10)
-        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
-                           learning_rate=0.5, first_order=False)
-        expected = task_loss(model, fast, state, batch.query_x[i] + shifts[i], batch.query_y[i])[0]
-        np.testing.assert_allclose(float(terms.query[i]), float(expected), rtol=1e-10)
 
 
 def test_worst_case_anchor_needs_the_anchor_term_and_fresh_attacks():
