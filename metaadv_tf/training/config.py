@@ -108,20 +108,13 @@ class MetaConfig:
             )
         if self.worst_case_anchor and not self.pre_adaptation_weight:
             raise ValueError("worst_case_anchor scores the support loss of θ, which counts only with"
-                             " pre_adaptation_weight > 0. Received: pre_adaptation_weight=0.0")
-        if self.worst_case_anchor and (self.memory_steps or self.pool_size):
-            raise ValueError(
-                "worst_case_anchor attacks each support batch with every task, fresh at every step; it does"
-                f" not combine with memory_steps={self.memory_steps}, pool_size={self.pool_size}."
-            )
+                             f" pre_adaptation_weight > 0. Received: pre_adaptation_weight={self.pre_adaptation_weight}")
+        reuse = {"memory_steps": self.memory_steps, "pool_size": self.pool_size}
+        if self.worst_case_anchor:
+            _check_fresh_attacks("worst_case_anchor", "support", reuse)
         if self.worst_case_query:
-            others = {"cross_task_query": self.cross_task_query, "consistency_weight": self.consistency_weight,
-                      "memory_steps": self.memory_steps, "pool_size": self.pool_size}
-            if any(others.values()):
-                raise ValueError(
-                    "worst_case_query attacks each query batch with every task, fresh at every step; it"
-                    f" does not combine with {', '.join(f'{k}={v}' for k, v in others.items() if v)}."
-                )
+            _check_fresh_attacks("worst_case_query", "query", {"cross_task_query": self.cross_task_query,
+                                                               "consistency_weight": self.consistency_weight, **reuse})
         if self.memory_per_task and not self.memory_steps:
             raise ValueError("memory_per_task splits the perturbation memory by task; it needs"
                              f" memory_steps >= 1. Received: memory_steps={self.memory_steps}")
@@ -266,6 +259,14 @@ class TrainConfig:
         if meta.get("task_weights") is not None:
             meta["task_weights"] = tuple(meta["task_weights"])
         return cls(meta=MetaConfig(**meta), **values)
+
+
+def _check_fresh_attacks(name: str, batch: str, others: dict[str, Any]) -> None:
+    """Raises ValueError naming the settings of ``others`` that are on: option ``name`` attacks each
+    ``batch`` batch with every task, fresh at every step, which those settings would change."""
+    if on := [f"{key}={value}" for key, value in others.items() if value]:
+        raise ValueError(f"{name} attacks each {batch} batch with every task, fresh at every step; it does not"
+                         f" combine with {', '.join(on)}.")
 
 
 def read_run_config(workdir: str) -> TrainConfig:
