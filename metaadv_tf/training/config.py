@@ -107,8 +107,10 @@ class MetaConfig:
                 f" it needs num_tasks >= 2. Received: num_tasks={self.num_tasks}"
             )
         if self.worst_case_anchor and not self.pre_adaptation_weight:
-            raise ValueError("worst_case_anchor scores the support loss of θ, which counts only with"
-                             f" pre_adaptation_weight > 0. Received: pre_adaptation_weight={self.pre_adaptation_weight}")
+            raise ValueError(
+                "worst_case_anchor scores the support loss of θ, which counts only with pre_adaptation_weight"
+                f" > 0. Received: pre_adaptation_weight={self.pre_adaptation_weight}"
+            )
         reuse = {"memory_steps": self.memory_steps, "pool_size": self.pool_size}
         if self.worst_case_anchor:
             _check_fresh_attacks("worst_case_anchor", "support", reuse)
