@@ -117,9 +117,10 @@ def variant_changes(label: str) -> dict[str, Any]:
     return changes
 
 
-def variant_lines(records: Sequence[Record]) -> list[str]:
+def variant_lines(records: Sequence[Record], run_flags: str = "") -> list[str]:
     """One Markdown line per MAT variant among ``records``: its changes to the MAT recipe and the
-    threat_models.py command that trains and measures it on the task sets and seeds it has."""
+    threat_models.py command that trains and measures it on the task sets and seeds it has (plus
+    ``run_flags``, the study's own flags such as ``--model``)."""
     lines = []
     for label in dict.fromkeys(r["method"] for r in records):
         if not (changes := variant_changes(label)):
@@ -129,7 +130,7 @@ def variant_lines(records: Sequence[Record]) -> list[str]:
         seeds = ",".join(str(s) for s in sorted({r["seed"] for r in mine}))
         settings = ", ".join(f"{name}={value}" for name, value in changes.items())
         lines.append(f"- `{label}` ({label.split('_')[0]}, {settings}): `python scripts/experiments/threat_models.py"
-                     f" --task_sets={task_sets} --methods={label} --seeds={seeds}`")
+                     f" --task_sets={task_sets} --methods={label} --seeds={seeds}{run_flags}`")
     return lines
 
 

@@ -147,6 +147,7 @@ def test_variant_lines_give_each_variants_changes_and_its_command():
         "- `fomaml_inner5` (fomaml, inner_steps=5): `python scripts/experiments/threat_models.py"
         " --task_sets=no_L1 --methods=fomaml_inner5 --seeds=0`",
     ]
+    assert study.variant_lines(records[:2], " --model=resnet18")[0].endswith("--seeds=0 --model=resnet18`")
 
 
 def test_validation_curve_is_union_accuracy_by_epoch(tmp_path):

@@ -175,6 +175,7 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     assert records[0]["images_seen"] == 4 * 128  # 512 training images, 1 epoch
     assert (tmp_path / "runs" / "no_L1" / "sat_seed1" / "best.weights.h5").exists()
     assert "| no_L1 | L1 | sat | 1 |" in output.read_text() and "| train min |" in output.read_text()
+    assert "Small CNN on Fashion-MNIST" in output.read_text()  # --model's name
     assert (tmp_path / "study_validation.png").stat().st_size > 0  # the validation curves
     assert [epoch for epoch, _ in records[0]["validation"]] == [0.5, 1.0]  # kept in the record
 

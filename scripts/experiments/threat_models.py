@@ -7,10 +7,10 @@ A method may also be a MAT variant: a meta method and parts of ``metaadv_tf.thre
 joined by "_" (e.g. ``mat_mem``: the MAT recipe with a perturbation memory; ``fomaml_mem_inner5``),
 each trained and reported as its own row.
 
-Every (task set, method, seed) trains the small CNN (``--model``) in ``--workdir/SET/METHOD_seedS`` with one
-recipe (SGD with momentum and weight decay, a cosine schedule, ``--epochs`` of the training split
-minus ``--validation_examples`` held-out images, validated every half epoch on the training
-tasks' union, best checkpoint kept), then measures the best checkpoint with protocol v2 (seen =
+Every (task set, method, seed) trains ``--model`` (the small CNN by default) in
+``--workdir/SET/METHOD_seedS`` with one recipe (SGD with momentum and weight decay, a cosine
+schedule, ``--epochs`` of the training split minus ``--validation_examples`` held-out images,
+validated every half epoch on the training tasks' union, best checkpoint kept), then measures the best checkpoint with protocol v2 (seen =
 the set's threat models). Runs and evaluations resume when the script is rerun. The table gives,
 per task set and method, mean ± standard deviation over the seeds of clean accuracy, the held-out
 threat model's accuracy, each threat model's, the unions, and the mean training minutes; validation
@@ -39,6 +39,10 @@ from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
 FLAGS = flags.FLAGS
+# the flags that shape every run (not which runs): the variants' commands repeat the ones given
+RUN_FLAGS = ("model", "epochs", "validation_examples", "train_examples", "eval_every", "eval_examples",
+             "checkpoint_every", "workdir")
+MODEL_NAMES = {"cnn": "Small CNN", "resnet18": "ResNet-18"}
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
 flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
                   f"Methods to compare, or MAT variants: a meta method and parts of {', '.join(VARIANT_PARTS)}"
@@ -162,7 +166,8 @@ def main(argv: list[str]) -> None:
               "union seen", "union all", "train min"]
     plot_validation(records)
     write_results(FLAGS.output, "MAT across threat models",
-                  "Small CNN on Fashion-MNIST; protocol v2 on each run's best validation checkpoint;"
+                  f"{MODEL_NAMES.get(FLAGS.model, FLAGS.model)} on Fashion-MNIST; protocol v2 on each run's best"
+                  " validation checkpoint;"
                   " mean ± standard deviation over seeds (%).",
                   markdown_table(header, summary_rows(records)) + target_section(records), records)
 
@@ -172,7 +177,8 @@ def target_section(records: list[dict]) -> str:
     the leave-one-out folds) and each held-out threat model's headroom (its accuracy when trained
     on), as Markdown."""
     section = ""
-    if lines := variant_lines(records):
+    given = "".join(f" --{name}={FLAGS[name].value}" for name in RUN_FLAGS if FLAGS[name].present)
+    if lines := variant_lines(records, given):
         section += ("\n\nMAT variants (attempts to make MAT win): the study's MAT recipe (2 tasks x (32 support"
                     " + 32 query), 3 inner steps, anchored meta-loss) with these settings changed, each trained"
                     " and measured by its command.\n\n" + "\n".join(lines))
