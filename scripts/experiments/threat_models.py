@@ -10,12 +10,12 @@ each trained and reported as its own row.
 Every (task set, method, seed) trains ``--model`` (the small CNN by default) in
 ``--workdir/SET/METHOD_seedS`` with one recipe (SGD with momentum and weight decay, a cosine
 schedule, ``--epochs`` of the training split minus ``--validation_examples`` held-out images,
-validated every half epoch on the training tasks' union, best checkpoint kept), then measures the best checkpoint with protocol v2 (seen =
-the set's threat models). Runs and evaluations resume when the script is rerun. The table gives,
-per task set and method, mean ± standard deviation over the seeds of clean accuracy, the held-out
-threat model's accuracy, each threat model's, the unions, and the mean training minutes; validation
-curves go to OUTPUT_validation.png. ``--measured_only`` tabulates the runs measured so far without
-training or evaluating anything.
+validated every half epoch on the training tasks' union, best checkpoint kept), then measures the
+best checkpoint with protocol v2 (seen = the set's threat models). Runs and evaluations resume
+when the script is rerun. The table gives, per task set and method, mean ± standard deviation over
+the seeds of clean accuracy, the held-out threat model's accuracy, each threat model's, the unions,
+and the mean training minutes; validation curves go to OUTPUT_validation.png. ``--measured_only``
+tabulates the runs measured so far without training or evaluating anything.
 """
 from __future__ import annotations
 
@@ -167,8 +167,7 @@ def main(argv: list[str]) -> None:
     plot_validation(records)
     write_results(FLAGS.output, "MAT across threat models",
                   f"{MODEL_NAMES.get(FLAGS.model, FLAGS.model)} on Fashion-MNIST; protocol v2 on each run's best"
-                  " validation checkpoint;"
-                  " mean ± standard deviation over seeds (%).",
+                  " validation checkpoint; mean ± standard deviation over seeds (%).",
                   markdown_table(header, summary_rows(records)) + target_section(records), records)
 
 
