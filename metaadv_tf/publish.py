@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -84,10 +85,7 @@ def publish(
     from metaadv_tf import data
     from metaadv_tf.training import model_arguments
 
-    if not _NAME.match(name):
-        raise ValueError(
-            f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
-        )
+    check_name(name)
     card_path, weights_file = destinations(name, directory)
     if os.path.exists(card_path) and not overwrite:
         raise FileExistsError(f"Zoo model {name!r} exists ({card_path}); pass overwrite=True to replace it.")
@@ -126,6 +124,38 @@ def publish(
     atomic_write_text(card_path, card.to_json())
     zoo.clear_cache()
     return card
+
+
+def retire(name: str, new_name: str, reason: str, *, directory: str | None = None) -> zoo.ModelCard:
+    """Keeps zoo entry ``name`` as research artifact ``new_name`` (card and weights renamed, one-line
+    ``reason`` as its status_reason), freeing ``name`` for the model that supersedes it. The new
+    files are written before the old ones are removed, so an interruption loses nothing."""
+    check_name(new_name)
+    zoo.check_status(zoo.RESEARCH, reason)
+    card = zoo.get_card(name, directory=directory)
+    old_card, old_weights = destinations(name, directory)
+    card_path, weights_file = destinations(new_name, directory)
+    if os.path.exists(card_path):
+        raise FileExistsError(f"Zoo model {new_name!r} exists ({card_path}); retire {name!r} under another name.")
+    zoo.verify_weights(old_weights, card.sha256)
+    temporary = f"{weights_file}.tmp"
+    shutil.copyfile(old_weights, temporary)
+    os.replace(temporary, weights_file)
+    retired = dataclasses.replace(card, name=new_name, weights=os.path.basename(weights_file),
+                                  status=zoo.RESEARCH, status_reason=reason)
+    atomic_write_text(card_path, retired.to_json())
+    os.remove(old_card)
+    os.remove(old_weights)
+    zoo.clear_cache()
+    return retired
+
+
+def check_name(name: str) -> None:
+    """Raises ValueError unless ``name`` is a valid zoo name."""
+    if not _NAME.match(name):
+        raise ValueError(
+            f"Zoo names use a-z, 0-9, '_', '.', '-' and start with a letter or digit. Received: {name!r}"
+        )
 
 
 def best_checkpoint(workdir: str, config: "TrainConfig", result: dict[str, Any], notes: str

@@ -534,11 +534,19 @@ def evaluate_card(
 
 
 def evaluation_is_current(card: ModelCard, protocol: str = "v2") -> bool:
-    """Whether ``card`` holds results of ``protocol`` under the protocol's current settings."""
+    """Whether ``card`` holds results of ``protocol`` under the protocol's current settings (on the
+    number of images the card's record attacked)."""
     from metaadv_tf.protocols import get_protocol
 
     stored = card.evaluations.get(protocol)
-    return stored is not None and stored["settings"] == get_protocol(protocol).settings(seen_threat_models(card))
+    current = get_protocol(protocol).settings(seen_threat_models(card), stored_num_examples(card, protocol))
+    return stored is not None and stored["settings"] == current
+
+
+def stored_num_examples(card: ModelCard, protocol: str = "v2") -> int | None:
+    """How many images ``card``'s record of ``protocol`` attacked (None without a record)."""
+    stored = card.evaluations.get(protocol)
+    return stored["settings"]["num_examples"] if stored else None
 
 
 def store_evaluation(name: str, protocol: str, record: Mapping[str, Any], *, directory: str | None = None) -> ModelCard:

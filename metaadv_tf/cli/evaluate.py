@@ -15,8 +15,9 @@ card's `evaluations["v2"]`, and `--update_card` writes the result into the card.
 file, `--seen` names the threat models it was trained on. `--model` may also be a training run's
 workdir (`scripts/train.py --workdir`): its best validation checkpoint, else its final weights, with
 the threat models of its training attacks. `--num_examples` attacks another number of images than
-the protocol's 1,000 (not with `--update_card`). The JSON of `--output` names the model and, for a
-zoo model or a run, its method and training budget.
+the protocol's 1,000 (a zoo model's default: the number its card's v2 record attacked; the card
+stores it with `--update_card`). The JSON of `--output` names the model and, for a zoo model or a
+run, its method and training budget.
 """
 from __future__ import annotations
 
@@ -94,13 +95,12 @@ def run_protocol() -> None:
     from metaadv_tf.io_utils import atomic_write_text
 
     name, cache = _MODEL.value, _CACHE.value
-    num_examples = _NUM_EXAMPLES.value if _NUM_EXAMPLES.present else None
     in_zoo = name in zoo.list_models(include_research=True)
     if _UPDATE_CARD.value and not in_zoo:
         raise ValueError(f"--update_card needs a zoo model. Received: --model={name}")
-    if _UPDATE_CARD.value and num_examples not in (None, protocols.get_protocol(_PROTOCOL.value).num_examples):
-        raise ValueError(f"--update_card stores the protocol's own settings in the card; drop --num_examples."
-                         f" Received: --num_examples={num_examples}")
+    num_examples = _NUM_EXAMPLES.value if _NUM_EXAMPLES.present else None
+    if in_zoo and num_examples is None:
+        num_examples = zoo.stored_num_examples(zoo.get_card(name), _PROTOCOL.value)
     if _SEEN.present and (in_zoo or os.path.isdir(name)):
         raise ValueError(f"--seen is for .keras files; {name!r} gives the threat models it was trained on.")
     if in_zoo:

@@ -3,8 +3,9 @@
 # scripts/train.py in runs/zoo/NAME (rerun to resume), then publishes it to zoo/ with
 # scripts/publish_model.py (evaluation, golden outputs, sha256, model card). The threat-model
 # study's entries (STUDY_RUNS) are its seed-0 runs on all four threat models, trained and measured
-# by scripts/experiments/threat_models.py in runs/threat_models/all/, published from their best
-# validation checkpoint, with protocol v2 in the card.
+# by scripts/experiments/threat_models.py (in runs/threat_models/all/, or the entry's --workdir),
+# published from their best validation checkpoint, with protocol v2 in the card. An entry a study
+# run replaces (RETIRES) is first kept under a new name as a research artifact.
 # `bash scripts/experiments/zoo_recipes.sh --list` lists the names.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,17 +27,26 @@ declare -A RECIPES=(
   [cnn_mat_anchored]="$CNN --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [cnn_fomaml]="$CNN --method=fomaml --train_attacks=$TASKS $META"
   [cnn_reptile]="$CNN --method=reptile --train_attacks=$TASKS $META --inner_steps=3"
-  [resnet18_mat]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
+  [resnet18_mat_v1]="$RESNET --method=mat --train_attacks=$TASKS $META --inner_steps=3 --pre_adaptation_weight=1.0"
   [resnet18_mat_inner1]="$RESNET --method=mat --train_attacks=$TASKS $META"
   [resnet18_pgd_at]="$RESNET --method=pgd_at --pgd_steps=7"
   # issue 16, point 5: multi-attack baselines on resnet18_mat's tasks and budget
   [resnet18_sat]="$RESNET --method=sat --train_attacks=$TASKS"
   [resnet18_max]="$RESNET --method=max --train_attacks=$TASKS"
 )
-# issue 16: the study's best MAT method and its best baseline (results/threat_models.md)
+# issues 16 and 19: the study's best MAT method and its best baseline, "METHOD [threat_models.py run flags]"
+# (results/threat_models.md; the ResNet-18 pair: runs/resnet18_threat_models.md)
+STUDY_RESNET="--model=resnet18 --epochs=5.2 --checkpoint_every=20 --eval_examples=500"
+STUDY_RESNET+=" --workdir=runs/threat_models_resnet18"
 declare -A STUDY_RUNS=(
   [cnn_mat_mt]="mat_worst_tasks4"
   [cnn_baseline_mt]="max"
+  [resnet18_mat]="mat_worst_maxanchor_tasks4 $STUDY_RESNET"
+  [resnet18_baseline_mt]="max $STUDY_RESNET"
+)
+# the 1-epoch, Linf-only resnet18_mat stays loadable under its new name
+declare -A RETIRES=(
+  [resnet18_mat]="resnet18_mat_v1"
 )
 # float32 weights: the study's own, so the card's v2 numbers are the study's (its attack cache is reused)
 STUDY_CARD="--checkpoint=best --nofloat16"
@@ -48,21 +58,34 @@ STUDY_REASON="trails MAX on every threat model and on the union of protocol v2 (
 STUDY_NOTES="Trained on all four threat models of protocol v2 at its radii (Linf 0.1, L2 1.5, L1 10, spatial grid)."
 
 publish_study_run() {  # NAME: train (or resume) the study run, publish it, store protocol v2 in the card (rerun to resume)
-  local name=$1 method=${STUDY_RUNS[$1]}
-  local workdir="runs/threat_models/all/${method}_seed0"
-  "$PYTHON" scripts/experiments/threat_models.py --task_sets=all --methods="$method" --seeds=0 \
-    --output=runs/threat_models/partial.md
+  local name=$1 method flags root=runs/threat_models examples="" flag
+  read -r method flags <<< "${STUDY_RUNS[$1]}"
+  for flag in $flags; do
+    case $flag in --workdir=*) root=${flag#*=} ;; --eval_examples=*) examples=${flag#*=} ;; esac
+  done
+  local workdir="$root/all/${method}_seed0"
+  # shellcheck disable=SC2086
+  "$PYTHON" scripts/experiments/threat_models.py --task_sets=all --methods="$method" --seeds=0 $flags \
+    --output="$root/partial.md"
   [ "${PUBLISH:-1}" = "1" ] || return 0
   local notes="Study method $method, seed 0. $STUDY_NOTES"
-  if ! "$PYTHON" -c "import sys; from metaadv_tf import zoo; sys.exit(0 if sys.argv[1] in zoo.list_models(include_research=True) \
-      and sys.argv[2] in zoo.get_card(sys.argv[1]).notes else 1)" "$name" "$notes"; then
-    # not yet published from this run (exit 1): publish it; else resume the card's evaluation below
+  # exit 0: published from this run; 1: not yet; 2: another model holds the name
+  local state=0
+  "$PYTHON" -c "import sys; from metaadv_tf import zoo; name, notes = sys.argv[1:]
+sys.exit(2 if name in zoo.list_models(include_research=True) and notes not in zoo.get_card(name).notes else
+         0 if name in zoo.list_models(include_research=True) else 1)" "$name" "$notes" || state=$?
+  if [ "$state" = 2 ] && [ -n "${RETIRES[$name]:-}" ]; then
+    "$PYTHON" -c "import sys; from metaadv_tf import publish; publish.retire(*sys.argv[1:])" \
+      "$name" "${RETIRES[$name]}" "superseded by $name, study method $method trained on all four threat models"
+  fi
+  if [ "$state" != 0 ]; then  # publish it; else resume the card's evaluation below
     # shellcheck disable=SC2086
     "$PYTHON" scripts/publish_model.py --workdir="$workdir" --name="$name" --overwrite $STUDY_CARD ${STUDY_FLAGS[$name]:-} \
       ${STUDY_FLAGS[$name]:+--status_reason="$STUDY_REASON"} --notes="$notes"
   fi
   [ -f "$workdir/card_v2_cache.json" ] || cp "$workdir/v2_cache.json" "$workdir/card_v2_cache.json"
-  "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json"
+  "$PYTHON" scripts/evaluate.py --model="$name" --protocol=v2 --update_card --cache="$workdir/card_v2_cache.json" \
+    ${examples:+--num_examples=$examples}
 }
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${!RECIPES[@]}" "${!STUDY_RUNS[@]}" | sort; exit 0; fi
