@@ -55,7 +55,7 @@ def test_target_needs_mat_at_a_third_of_the_images_or_fewer():
 
 
 def test_held_out_threat_models_of_the_task_sets():
-    assert [study.held_out(s) for s in study.TASK_SETS] == [[], ["L1"], ["L2"]]
+    assert [study.held_out(s) for s in study.TASK_SETS] == [[], ["L1"], ["L2"], ["spatial"]]
     with pytest.raises(ValueError, match="Unknown task set 'no_L3'"):
         study.held_out("no_L3")
 
@@ -130,6 +130,7 @@ def test_study_tasks_train_l1_with_apgd_and_msd_with_steps_it_can_take():
 
     assert study.train_attacks("no_L2") == "pgd_linf(steps=5),apgd_ce(norm=1, steps=10),spatial(samples=5)"
     assert study.train_attacks("no_L2", "max") == study.train_attacks("no_L2")
+    assert study.train_attacks("no_spatial") == "pgd_linf(steps=5),pgd_l2(steps=5),apgd_ce(norm=1, steps=10)"
     msd = study.train_attacks("all", "msd")
     assert msd == "pgd_linf(steps=5),pgd_l2(steps=5),pgd_l1(steps=5),spatial(samples=5)"
     assert MultiSteepestDescent(tuple(a for a in parse_attacks(msd) if a.norm is not None)).steps == 5

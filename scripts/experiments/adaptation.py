@@ -3,16 +3,16 @@
     python scripts/experiments/adaptation.py --task_sets=no_L1,no_L2 --methods=mat,sat,max \
         --seeds=0,1,2 --ks=100,1000,10000 --finetune_steps=200 --output=results/adaptation.md
 
-Every finished run of scripts/experiments/threat_models.py in ``--workdir/SET/METHOD_seedS``
-whose task set leaves out one threat model T (no_L1: L1, no_L2: L2) is adversarially fine-tuned
-from its best checkpoint on the first k training images against T's training attack, for
-``--finetune_steps`` batches whatever k (small k: many epochs), then measured with protocol v2
-(T's accuracy and the union of all four threat models). Fine-tunings: "adversarial" (every method:
+Every finished run of scripts/experiments/threat_models.py in ``--workdir/SET/METHOD_seedS`` whose
+task set leaves out one threat model T (no_L1: L1, no_L2: L2, no_spatial: spatial) is adversarially
+fine-tuned from its best checkpoint on the first k training images against T's training attack, for
+``--finetune_steps`` batches whatever k (small k: many epochs), then measured with protocol v2 (T's
+accuracy and the union of all four threat models). Fine-tunings: "adversarial" (every method:
 ``--optimizer``, ``--learning_rate``, batches of ``--batch_size``) and "mat-inner" (meta methods:
 the run's own inner loop, `metaadv_tf.finetune.inner_loop_settings`). k = 0 is the trained model
 (its ``v2.json`` when measured with the same settings). Missing or unfinished runs are skipped.
-Each (run, fine-tuning, k) keeps its weights and results in the run's ``adaptation/`` folder,
-so reruns resume. Writes the table, the numbers as JSON and (with matplotlib) a PNG plot beside
+Each (run, fine-tuning, k) keeps its weights and results in the run's ``adaptation/`` folder, so
+reruns resume. Writes the table, the numbers as JSON and (with matplotlib) a PNG plot beside
 --output. Each point costs one protocol v2 evaluation (about 10-15 CPU-minutes on 1,000 images).
 """
 from __future__ import annotations
