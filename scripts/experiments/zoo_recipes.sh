@@ -71,9 +71,9 @@ publish_study_run() {  # NAME: train (or resume) the study run, publish it, stor
   local notes="Study method $method, seed 0. $STUDY_NOTES"
   # exit 0: published from this run; 1: not yet; 2: another model holds the name
   local state=0
-  "$PYTHON" -c "import sys; from metaadv_tf import zoo; name, notes = sys.argv[1:]
-sys.exit(2 if name in zoo.list_models(include_research=True) and notes not in zoo.get_card(name).notes else
-         0 if name in zoo.list_models(include_research=True) else 1)" "$name" "$notes" || state=$?
+  "$PYTHON" -c 'import sys; from metaadv_tf import zoo; name, notes = sys.argv[1:]
+sys.exit(1 if name not in zoo.list_models(include_research=True) else 0 if notes in zoo.get_card(name).notes else 2)' \
+    "$name" "$notes" || state=$?
   if [ "$state" = 2 ] && [ -n "${RETIRES[$name]:-}" ]; then
     "$PYTHON" -c "import sys; from metaadv_tf import publish; publish.retire(*sys.argv[1:])" \
       "$name" "${RETIRES[$name]}" "superseded by $name, study method $method trained on all four threat models"
