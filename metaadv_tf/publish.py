@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from metaadv_tf import zoo
-from metaadv_tf.io_utils import atomic_write_text
+from metaadv_tf.io_utils import atomic_save, atomic_write_text
 from metaadv_tf.registry import check_choice
 
 if TYPE_CHECKING:
@@ -138,9 +138,7 @@ def retire(name: str, new_name: str, reason: str, *, directory: str | None = Non
     if os.path.exists(card_path):
         raise FileExistsError(f"Zoo model {new_name!r} exists ({card_path}); retire {name!r} under another name.")
     zoo.verify_weights(old_weights, card.sha256)
-    temporary = f"{weights_file}.tmp"
-    shutil.copyfile(old_weights, temporary)
-    os.replace(temporary, weights_file)
+    atomic_save(weights_file, functools.partial(shutil.copyfile, old_weights))
     retired = dataclasses.replace(card, name=new_name, weights=os.path.basename(weights_file),
                                   status=zoo.RESEARCH, status_reason=reason)
     atomic_write_text(card_path, retired.to_json())

@@ -539,8 +539,8 @@ def evaluation_is_current(card: ModelCard, protocol: str = "v2") -> bool:
     from metaadv_tf.protocols import get_protocol
 
     stored = card.evaluations.get(protocol)
-    current = get_protocol(protocol).settings(seen_threat_models(card), stored_num_examples(card, protocol))
-    return stored is not None and stored["settings"] == current
+    return stored is not None and stored["settings"] == get_protocol(protocol).settings(
+        seen_threat_models(card), stored_num_examples(card, protocol))
 
 
 def stored_num_examples(card: ModelCard, protocol: str = "v2") -> int | None:
