@@ -44,14 +44,24 @@ def test_target_needs_mat_at_a_third_of_the_images_or_fewer():
     # best baseline: sat, 25 % at k = 100 (MAT first reaches it at k = 100: not met),
     # 32 % at k = 1000 (MAT reaches it at k = 1000 only with adversarial fine-tuning: not met)
     assert study.target_lines(synthetic_records()) == [
-        "- no_L1, k=100: best baseline sat 25.0 % on L1; MAT reaches it with k=100 (adversarial): NOT met.",
-        "- no_L1, k=1000: best baseline sat 32.0 % on L1; MAT reaches it with k=1000 (adversarial): NOT met.",
+        "- no_L1, k=100: best baseline sat 25.0 % on L1; mat reaches it with k=100 (adversarial): NOT met.",
+        "- no_L1, k=1000: best baseline sat 32.0 % on L1; mat reaches it with k=1000 (adversarial): NOT met.",
     ]
     ACCURACY_MET = {**ACCURACY, ("mat", 0, "mat-inner", 100): 0.33}
     records = [{**r, "metrics": {"robust_accuracy": {"L1": ACCURACY_MET[r["method"], r["seed"], r["finetuning"],
                                                                          r["k"]]}}} for r in synthetic_records()]
     assert study.target_lines(records)[1] == (
-        "- no_L1, k=1000: best baseline sat 32.0 % on L1; MAT reaches it with k=100 (mat-inner): met.")
+        "- no_L1, k=1000: best baseline sat 32.0 % on L1; mat reaches it with k=100 (mat-inner): met.")
+
+
+def test_target_lines_judge_every_mat_variant_and_never_a_baseline():
+    variant = [{**r, "method": "mat_worst_maxanchor"} for r in synthetic_records() if r["method"] == "mat"]
+    baseline = [{**r, "method": "max", "metrics": {"robust_accuracy": {"L1": 0.0}, "union": {"all": 0.0}}}
+                for r in synthetic_records() if r["method"] == "sat"]
+    lines = study.target_lines(synthetic_records() + variant + baseline)
+    assert len(lines) == 4  # mat and the variant, at k = 100 and 1000; max is a baseline
+    assert lines[2] == ("- no_L1, k=100: best baseline sat 25.0 % on L1; mat_worst_maxanchor reaches it with"
+                        " k=100 (adversarial): NOT met.")
 
 
 def test_held_out_threat_models_of_the_task_sets():
