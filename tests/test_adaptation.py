@@ -20,13 +20,13 @@ ACCURACY = {("sat", 0, "none", 0): 0.10, ("sat", 0, "adversarial", 100): 0.20, (
 
 
 def synthetic_records() -> list[dict]:
-    return [{"task_set": "no_L1", "held_out": "L1", "method": method, "seed": seed, "finetuning": finetuning,
+    return [{"task_set": "no_L1", "target": "L1", "method": method, "seed": seed, "finetuning": finetuning,
              "k": k, "metrics": {"robust_accuracy": {"L1": accuracy}, "union": {"all": accuracy / 2}}}
             for (method, seed, finetuning, k), accuracy in ACCURACY.items()]
 
 
 def test_curves_start_every_fine_tuning_at_the_trained_model():
-    curves = study.curves(synthetic_records(), study.held_out_accuracy)
+    curves = study.curves(synthetic_records(), study.target_accuracy)
     assert list(curves) == [("no_L1", "sat", "adversarial"), ("no_L1", "mat", "adversarial"),
                             ("no_L1", "mat", "mat-inner")]
     assert curves["no_L1", "sat", "adversarial"] == {0: [0.10, 0.12], 100: [0.20, 0.30], 1000: [0.30, 0.34]}
@@ -64,6 +64,23 @@ def test_target_lines_judge_every_mat_variant_and_never_a_baseline():
                         " k=100 (adversarial): NOT met.")
 
 
+def test_adaptation_targets_the_held_out_threat_model_or_a_new_one():
+    config = TrainConfig(train_attacks=study.train_attacks("no_L1"))
+    target, attack, settings = study.adaptation_target(config, num_examples=8)
+    assert (target, attack, settings["unseen"], settings["num_examples"]) == ("L1", study.TASKS["L1"], ["L1"], 8)
+    target, attack, settings = study.adaptation_target(config, new_threat_model="spatial30")
+    assert (target, settings["unseen"]) == ("spatial30", ["L1", "spatial30"])
+    assert "max_angle=30.0" in attack and "samples=5" in attack
+    assert "angles=31" in settings["attacks"]["spatial30"] and "max_shift=3.0" in settings["attacks"]["spatial30"]
+    assert settings["unions"]["all"] == list(THREAT_MODELS)  # the union stays v2's four
+    everything = TrainConfig(train_attacks=study.train_attacks("all"))
+    with pytest.raises(ValueError, match=r"leaves out \[\]: adaptation needs exactly one threat model"):
+        study.adaptation_target(everything)
+    assert study.adaptation_target(everything, new_threat_model="spatial30")[2]["unseen"] == ["spatial30"]
+    with pytest.raises(ValueError, match="Unknown new threat model 'rotation'"):
+        study.adaptation_target(everything, new_threat_model="rotation")
+
+
 def test_held_out_threat_models_of_the_task_sets():
     assert [study.held_out(s) for s in study.TASK_SETS] == [[], ["L1"], ["L2"], ["spatial"]]
     with pytest.raises(ValueError, match="Unknown task set 'no_L3'"):
@@ -85,11 +102,11 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
     records = json.loads((tmp_path / "adaptation.json").read_text())
     assert [(r["method"], r["finetuning"], r["k"]) for r in records] == [
         ("mat", "none", 0), ("mat", "adversarial", 16), ("mat", "mat-inner", 16)]
-    assert all(r["held_out"] == "L1" and r["attack"] == study.TASKS["L1"] and r["settings"]["num_examples"] == 8
+    assert all(r["target"] == "L1" and r["attack"] == study.TASKS["L1"] and r["settings"]["num_examples"] == 8
                and set(r["metrics"]["robust_accuracy"]) == set(THREAT_MODELS) for r in records)
     trained_record = json.loads((runs / "no_L1" / "mat_seed1" / "v2.json").read_text())
     assert records[0]["metrics"] == trained_record["metrics"]  # k = 0: the study's own measurement,
-    assert not (runs / "no_L1" / "mat_seed1" / "adaptation" / "k0").exists()  # not measured again
+    assert not list((runs / "no_L1" / "mat_seed1" / "adaptation").glob("k0*"))  # not measured again
     assert records[1]["finetune"] == {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16,
                                       "training_mode": False, "steps_per_batch": 1, "steps": 2, "seed": 1}
     # the study's MAT recipe: 32 support images, 3 inner steps at the inner learning rate 0.05
@@ -106,6 +123,20 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
     assert again.returncode == 0, again.stderr[-2000:]
     assert [path.stat().st_mtime_ns for path in weights] == saved
     assert json.loads((tmp_path / "adaptation.json").read_text()) == records
+    # a threat model beyond v2's: k = 0 runs only its attack, reusing the run's cache for v2's four
+    new = run_script(*arguments[:-1], "--new_threat_model=spatial30", "--finetunings=adversarial",
+                     f"--output={tmp_path / 'spatial30.md'}", folder="scripts/experiments")
+    assert new.returncode == 0, new.stderr[-2000:]
+    records = json.loads((tmp_path / "spatial30.json").read_text())
+    assert [(r["target"], r["finetuning"], r["k"]) for r in records] == [("spatial30", "none", 0),
+                                                                         ("spatial30", "adversarial", 16)]
+    assert records[1]["attack"] == "spatial(angles=21, max_angle=30.0, max_shift=3.0, samples=5, seed=0, shifts=5)"
+    assert set(records[0]["metrics"]["robust_accuracy"]) == {*THREAT_MODELS, "spatial30"}
+    run_cache = json.loads((runs / "no_L1" / "mat_seed1" / "v2_cache.json").read_text())["results"]
+    k0_cache = json.loads((runs / "no_L1" / "mat_seed1" / "adaptation" / "k0_spatial30" / "v2_cache.json")
+                          .read_text())["results"]
+    assert {label: k0_cache[label] for label in run_cache} == run_cache and "spatial30" in k0_cache
+    assert "| no_L1 | spatial30 | mat | adversarial | 16 | 1 |" in (tmp_path / "spatial30.md").read_text()
 
 
 def test_study_recipes_of_methods_and_mat_variants():

@@ -38,7 +38,7 @@ from metaadv_tf.data import load_arrays  # noqa: E402
 from metaadv_tf.evaluation_cache import open_cache  # noqa: E402
 from metaadv_tf.experiments import load_run_model, markdown_table, write_results  # noqa: E402
 from metaadv_tf.registry import check_choice  # noqa: E402
-from metaadv_tf.threat_study import V2_RECORD  # noqa: E402
+from metaadv_tf.threat_study import V2_CACHE, V2_RECORD  # noqa: E402
 from metaadv_tf.training import read_run_config  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
@@ -106,7 +106,7 @@ def check_run(directory: str) -> list[dict]:
         raise ValueError(f"--examples must be at most the {settings['num_examples']} images protocol v2"
                          f" attacked. Received: --examples={FLAGS.examples}")
     model = load_run_model(config, os.path.join(directory, BEST_WEIGHTS))
-    cache = open_cache(os.path.join(directory, "v2_cache.json"), model, settings, config.dataset)
+    cache = open_cache(os.path.join(directory, V2_CACHE), model, settings, config.dataset)
     x, y = load_arrays(config.dataset, settings["split"], FLAGS.examples)
     records = []
     for threat_model in FLAGS.threat_models:

@@ -32,7 +32,7 @@ from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, pl
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text, read_json  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (TASK_SETS, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
+from metaadv_tf.threat_study import (TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
                                      held_out, held_out_target_lines, recipe, run_dir, train_attacks,
                                      validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
@@ -89,7 +89,7 @@ def run(task_set: str, method: str, seed: int) -> dict:
     model = load_run_model(config, os.path.join(workdir, BEST_WEIGHTS))
     settings = v2_settings(task_set)
     metrics = run_protocol(model, "fashion_mnist", settings, progress=True,
-                           cache_path=os.path.join(workdir, "v2_cache.json"))
+                           cache_path=os.path.join(workdir, V2_CACHE))
     record = {"task_set": task_set, "method": method, "seed": seed, "settings": settings,
               "metrics": metrics, "train_seconds": result.train_seconds,
               "images_seen": result.images_seen, "validation": list(validation_curve(workdir).items())}
