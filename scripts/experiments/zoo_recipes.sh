@@ -39,7 +39,7 @@ declare -A RECIPES=(
 STUDY_RESNET="--model=resnet18 --epochs=5.2 --checkpoint_every=20 --eval_examples=500"
 STUDY_RESNET+=" --workdir=runs/threat_models_resnet18"
 declare -A STUDY_RUNS=(
-  [cnn_mat_mt]="mat_worst_tasks4"
+  [cnn_mat_mt]="mat_worst_maxanchor_tasks4"
   [cnn_baseline_mt]="max"
   [resnet18_mat]="mat_worst_maxanchor_tasks4 $STUDY_RESNET"
   [resnet18_baseline_mt]="max $STUDY_RESNET"
@@ -50,7 +50,7 @@ declare -A RETIRES=(
 )
 # float32 weights: the study's own, so the card's v2 numbers are the study's (its attack cache is reused)
 STUDY_CARD="--checkpoint=best --nofloat16"
-# extra publish flags: at seed 0, mat_worst_tasks4 on all four trails MAX on every threat model
+# extra publish flags: at seed 0, mat_worst_maxanchor_tasks4 on all four trails MAX on every threat model
 declare -A STUDY_FLAGS=(
   [cnn_mat_mt]="--status=research"
 )
