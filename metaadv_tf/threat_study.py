@@ -252,38 +252,43 @@ def finetune_arguments(finetuning: str, config: TrainConfig, k: int, steps: int,
     return {**arguments, "batch_size": min(arguments["batch_size"], k), "steps": steps, "seed": config.seed}
 
 
-def adaptation_target(config: TrainConfig, num_examples: int | None = None,
-                      new_threat_model: str | None = None) -> tuple[str, str, dict[str, Any]]:
+def adaptation_target(config: TrainConfig, num_examples: int | None = None, new_threat_model: str | None = None,
+                      target_only: bool = False) -> tuple[str, str, dict[str, Any]]:
     """What a run of ``config`` adapts to: (threat model T, T's training attack, the protocol v2
     settings that measure it on ``num_examples`` test images). T is the one threat model the run's
     tasks leave out, or ``new_threat_model`` (a ``NEW_THREAT_MODELS`` name), added to v2's attacks
-    and unseen group. Raises ValueError when neither names exactly one threat model."""
+    and unseen group. ``target_only`` keeps T's attack alone (no unions), for models where all of
+    v2 per point is too slow. Raises ValueError when neither names exactly one threat model."""
     settings = get_protocol("v2").settings(seen_threat_models(parse_attacks(config.train_attacks)), num_examples)
     if new_threat_model is not None:
         train, measuring = NEW_THREAT_MODELS[check_choice("new threat model", new_threat_model,
                                                           list(NEW_THREAT_MODELS))]
-        settings["attacks"][new_threat_model] = format_attack(parse_attack(measuring))
-        settings["unseen"].append(new_threat_model)
-        return new_threat_model, format_attack(parse_attack(train)), settings
-    if len(settings["unseen"]) != 1:
+        target, attack = new_threat_model, format_attack(parse_attack(train))
+        settings["attacks"][target] = format_attack(parse_attack(measuring))
+        settings["unseen"].append(target)
+    elif len(settings["unseen"]) == 1:
+        target, attack = settings["unseen"][0], TASKS[settings["unseen"][0]]
+    else:
         raise ValueError(f"A run trained on {settings['seen']} leaves out {settings['unseen']}: adaptation needs"
                          f" exactly one threat model left out, or a new threat model ({list(NEW_THREAT_MODELS)}).")
-    return settings["unseen"][0], TASKS[settings["unseen"][0]], settings
+    if target_only:
+        settings.update(attacks={target: settings["attacks"][target]}, unions={}, seen=[], unseen=[target])
+    return target, attack, settings
 
 
 def adapt_run(directory: str, x: np.ndarray, y: np.ndarray, ks: Sequence[int], finetunings: Sequence[str],
               steps: int, adversarial: Mapping[str, Any], num_examples: int | None = None,
-              new_threat_model: str | None = None) -> list[Record]:
+              new_threat_model: str | None = None, target_only: bool = False) -> list[Record]:
     """The finished run in ``directory`` adapted to the threat model T of ``adaptation_target``.
 
     One record per point: k = 0 (the best checkpoint; its ``v2.json`` when measured with the same
     settings), then per fine-tuning of ``finetunings`` that applies and k of ``ks``, a copy of
     the best checkpoint fine-tuned on the first k of (x, y) against T's training attack. Each is
-    measured with protocol v2 (plus T's attack when T is new; ``num_examples`` test images);
-    reruns resume.
+    measured with protocol v2 (plus T's attack when T is new; T's alone with ``target_only``;
+    ``num_examples`` test images); reruns resume.
     """
     config = read_run_config(directory)
-    target, attack, settings = adaptation_target(config, num_examples, new_threat_model)
+    target, attack, settings = adaptation_target(config, num_examples, new_threat_model, target_only)
     model = load_run_model(config, os.path.join(directory, BEST_WEIGHTS))
     points = [("none", 0, None, _unadapted_metrics(directory, model, config.dataset, settings, target))]
     for finetuning in finetunings:
@@ -293,8 +298,9 @@ def adapt_run(directory: str, x: np.ndarray, y: np.ndarray, ks: Sequence[int], f
                 folder = _adaptation_folder(directory, model, finetuning, k, attack, arguments)
                 tuned = _finetuned(model, config, attack, x[:k], y[:k], arguments, folder)
                 points.append((finetuning, k, arguments, measure(tuned, config.dataset, settings, folder)))
-    return [{"target": target, "attack": attack, "finetuning": finetuning, "k": k, "finetune": arguments,
-             "settings": settings, "metrics": metrics} for finetuning, k, arguments, metrics in points]
+    return [{"model": config.model, "target": target, "attack": attack, "finetuning": finetuning, "k": k,
+             "finetune": arguments, "settings": settings, "metrics": metrics}
+            for finetuning, k, arguments, metrics in points]
 
 
 def measure(model: "keras.Model", dataset: str, settings: dict[str, Any], directory: str) -> dict[str, Any]:
@@ -384,12 +390,13 @@ def curves(records: Sequence[Record], metric: Callable[[Record], float]) -> Curv
 
 
 def adaptation_rows(records: Sequence[Record]) -> list[list[str]]:
-    """Table rows (task set, T, method, fine-tuning, k, seeds, accuracy on T, union
-    of all) with mean ± standard deviation over the seeds, in %."""
-    on_target, union = curves(records, target_accuracy), curves(records, union_accuracy)
+    """Table rows (task set, T, method, fine-tuning, k, seeds, accuracy on T, union of all; "-"
+    where measured on T alone) with mean ± standard deviation over the seeds, in %."""
+    on_target = curves(records, target_accuracy)
+    union = curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
     targets = {r["task_set"]: r["target"] for r in records}
     return [[task_set, targets[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
-             mean_std(union[task_set, method, finetuning][k])]
+             mean_std(union.get((task_set, method, finetuning), {}).get(k, []))]
             for (task_set, method, finetuning), curve in on_target.items() for k, values in curve.items()]
 
 

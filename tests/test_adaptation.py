@@ -79,6 +79,17 @@ def test_adaptation_targets_the_held_out_threat_model_or_a_new_one():
     assert study.adaptation_target(everything, new_threat_model="spatial30")[2]["unseen"] == ["spatial30"]
     with pytest.raises(ValueError, match="Unknown new threat model 'rotation'"):
         study.adaptation_target(everything, new_threat_model="rotation")
+    _, _, alone = study.adaptation_target(everything, new_threat_model="spatial30", target_only=True)
+    assert (list(alone["attacks"]), alone["unions"], alone["seen"], alone["unseen"]) == (
+        ["spatial30"], {}, [], ["spatial30"])
+
+
+def test_rows_of_points_measured_on_the_target_alone_have_no_union():
+    records = [{**r, "metrics": {"robust_accuracy": r["metrics"]["robust_accuracy"], "union": {}}}
+               if r["method"] == "sat" else r for r in synthetic_records()]
+    rows = study.adaptation_rows(records)
+    assert rows[1] == ["no_L1", "L1", "sat", "adversarial", "100", "2", "25.0 ± 7.1", "-"]
+    assert rows[-1][-1] == "17.5 ± 0.0"
 
 
 def test_held_out_threat_models_of_the_task_sets():
@@ -137,6 +148,15 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
                           .read_text())["results"]
     assert {label: k0_cache[label] for label in run_cache} == run_cache and "spatial30" in k0_cache
     assert "| no_L1 | spatial30 | mat | adversarial | 16 | 1 |" in (tmp_path / "spatial30.md").read_text()
+    alone = run_script(*arguments[:-1], "--new_threat_model=spatial30", "--finetunings=adversarial", "--measure=target",
+                       f"--output={tmp_path / 'alone.md'}", folder="scripts/experiments")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    records_alone = json.loads((tmp_path / "alone.json").read_text())
+    assert [set(r["metrics"]["robust_accuracy"]) for r in records_alone] == [{"spatial30"}] * 2
+    # the same images and weights: the same flags as when measured beside v2's four
+    assert [r["metrics"]["robust_accuracy"]["spatial30"] for r in records_alone] == [
+        r["metrics"]["robust_accuracy"]["spatial30"] for r in records]
+    assert "cnn on Fashion-MNIST" in (tmp_path / "alone.md").read_text()
 
 
 def test_study_recipes_of_methods_and_mat_variants():
