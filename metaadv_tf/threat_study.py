@@ -389,13 +389,18 @@ def curves(records: Sequence[Record], metric: Callable[[Record], float]) -> Curv
     return {key: dict(sorted(curve.items())) for key, curve in grouped.items()}
 
 
+def targets(records: Sequence[Record]) -> dict[str, str]:
+    """The threat model T adapted to, by task set, in record order."""
+    return {r["task_set"]: r["target"] for r in records}
+
+
 def adaptation_rows(records: Sequence[Record]) -> list[list[str]]:
     """Table rows (task set, T, method, fine-tuning, k, seeds, accuracy on T, union of all; "-"
     where measured on T alone) with mean ± standard deviation over the seeds, in %."""
     on_target = curves(records, target_accuracy)
     union = curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
-    targets = {r["task_set"]: r["target"] for r in records}
-    return [[task_set, targets[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
+    target_of = targets(records)
+    return [[task_set, target_of[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
              mean_std(union.get((task_set, method, finetuning), {}).get(k, []))]
             for (task_set, method, finetuning), curve in on_target.items() for k, values in curve.items()]
 
@@ -406,14 +411,13 @@ def target_lines(records: Sequence[Record]) -> list[str]:
     fine-tuning on k images with at most k / 3 images (the smallest measured k where its mean is at
     least as high)."""
     on_target, lines = curves(records, target_accuracy), []
-    targets = {r["task_set"]: r["target"] for r in records}
-    for task_set, target in targets.items():
+    for task_set, target in targets(records).items():
         baselines = {m: c for (s, m, _), c in on_target.items() if s == task_set and recipe(m)[0] not in META_METHODS}
-        ks = sorted({k for c in baselines.values() for k in c if k})
+        bests = {k: max((float(np.mean(c[k])), m) for m, c in baselines.items() if k in c)
+                 for k in sorted({k for c in baselines.values() for k in c if k})}
         for mat_method in dict.fromkeys(m for s, m, _ in on_target if s == task_set and recipe(m)[0] in META_METHODS):
             mat = {f: c for (s, m, f), c in on_target.items() if (s, m) == (task_set, mat_method)}
-            for k in ks:
-                best, method = max((float(np.mean(c[k])), m) for m, c in baselines.items() if k in c)
+            for k, (best, method) in bests.items():
                 reached = min(((j, f) for f, c in mat.items() for j, v in c.items() if np.mean(v) >= best),
                               default=None)
                 found = f"reaches it with k={reached[0]} ({reached[1]})" if reached else "does not reach it"

@@ -85,11 +85,11 @@ def description(records: list[dict], plotted: bool) -> str:
 
 def plot(records: list[dict]) -> bool:
     """T's accuracy against k, one panel per task set, one line per method and fine-tuning."""
-    targets = {r["task_set"]: r["target"] for r in records}
+    target_of = study.targets(records)
     panels: dict[str, dict] = {}
     for (task_set, method, finetuning), curve in study.curves(records, study.target_accuracy).items():
         label = method if finetuning == "adversarial" else f"{method} ({finetuning})"
-        panels.setdefault(f"{task_set}: fine-tuned on {targets[task_set]}", {})[label] = curve
+        panels.setdefault(f"{task_set}: fine-tuned on {target_of[task_set]}", {})[label] = curve
     return plot_curves(panels, os.path.splitext(FLAGS.output)[0] + ".png", xlabel="k (k = 0 drawn at 1)",
                        ylabel="accuracy on T (%)")
 
