@@ -46,7 +46,8 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # MetaConfig changes of each part applied to the study's MAT recipe. "mem": perturbation memory with
 # 1 attack step per visit (metaadv_tf.meta.memory); "memtask": the same with each task's own
 # perturbation of an image; "rates": learned per-task inner learning rates (Meta-SGD);
-# "consistency": + KL(adapted || deployed) on the query batch; "attention": task attention;
+# "consistency": + KL(adapted || deployed) on the query batch (with "worst", on every task's version);
+# "attention": task attention;
 # "metabn": Meta-BatchNorm (per-task statistics, "unknown" mode at test time); "innerN": N inner
 # steps (fomaml_mem_inner1 is the cheapest: 2.8x PGD-7 AT's images/s on the CNN,
 # results/efficiency.md); "cross": each task's query batch is attacked by the other sampled task's

@@ -297,6 +297,28 @@ def test_variation_weight_adds_the_largest_logit_distance_between_the_query_atta
         np.testing.assert_allclose(regularized[i] - plain[i], 0.5 * np.mean(np.max(pairs, 0)), rtol=1e-8)
 
 
+def test_consistency_with_the_worst_case_query_covers_every_attacks_version(float64):
+    """With ``worst_case_query``, task i's consistency term is KL(f_θ'_i ‖ f_θ) over the query batch's
+    versions under every task of the distribution (MNG-AC's consistency, across threat models)."""
+    model, batch, params, state = _setup(batchnorm=False)
+    shifts = [0.0, 0.5, -0.5]
+    with tf.GradientTape() as tape:
+        terms = maml_task_losses(model, params, state, _ShiftingDistribution(shifts), batch,
+                                 InnerLoop(steps=1, learning_rate=0.5), tape, worst_case_query=True, consistency=True)
+    for i in range(2):
+        fast, _, _ = adapt(model, params, state, batch.support_x[i] + shifts[i], batch.support_y[i], steps=1,
+                           learning_rate=0.5, first_order=False)
+        versions = np.concatenate([batch.query_x[i] + shift for shift in shifts])
+        adapted = tf.nn.softmax(model.stateless_call(fast, state, versions, training=True)[0]).numpy()
+        deployed = tf.nn.softmax(model.stateless_call(params, state, versions, training=True)[0]).numpy()
+        kl = np.mean(np.sum(adapted * (np.log(adapted) - np.log(deployed)), axis=1))
+        assert kl > 1e-6
+        np.testing.assert_allclose(float(terms.consistency[i]), kl, rtol=1e-8)
+        np.testing.assert_allclose(float(terms.query[i]),
+                                   _mean_worst_loss(model, fast, state, batch.query_x[i], batch.query_y[i], shifts),
+                                   rtol=1e-10)
+
+
 def test_worst_case_anchor_needs_the_anchor_term_and_fresh_attacks():
     with pytest.raises(ValueError, match="pre_adaptation_weight=0.0"):
         MetaConfig(worst_case_anchor=True)
@@ -327,8 +349,7 @@ def test_variation_weight_needs_the_worst_case_query():
 
 
 def test_worst_case_query_takes_fresh_attacks_alone():
-    for others in ({"cross_task_query": True}, {"consistency_weight": 1.0}, {"memory_steps": 1},
-                   {"pool_size": 64}):
+    for others in ({"cross_task_query": True}, {"memory_steps": 1}, {"pool_size": 64}):
         with pytest.raises(ValueError, match=f"{next(iter(others))}="):
             MetaConfig(worst_case_query=True, **others)
     with pytest.raises(ValueError, match="reptile"):

@@ -51,21 +51,17 @@ def task_loss(
     return tf.reduce_mean(cross_entropy(logits, y)), new_state
 
 
-def multi_attack_loss(
-    model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor], batches: Sequence[tf.Tensor],
-    y: tf.Tensor, reduce: str = "mean", variation_weight: float = 0.0,
-) -> tuple[tf.Tensor, Params]:
-    """Mean over the examples of y of their cross-entropy over their versions in ``batches`` (one
-    batch per attack), reduced per example by "mean" or "max", plus ``variation_weight`` times
-    their ``logit_variation``; one forward pass, so one set of batch statistics and one state
-    update. Returns (loss, new state)."""
-    logits, state = apply(model, params, state, tf.concat(list(batches), 0), training=True)
-    per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [len(batches)])), [len(batches), -1])
+def multi_attack_loss(logits: tf.Tensor, y: tf.Tensor, num_attacks: int, reduce: str = "mean",
+                      variation_weight: float = 0.0) -> tf.Tensor:
+    """Mean over the examples of y of their cross-entropy over their versions' ``logits`` (one forward
+    pass over ``num_attacks`` batches concatenated, one per attack, so one set of batch statistics),
+    reduced per example by "mean" or "max", plus ``variation_weight`` times their ``logit_variation``."""
+    per_example = tf.reshape(cross_entropy(logits, tf.tile(y, [num_attacks])), [num_attacks, -1])
     reduced = tf.reduce_max(per_example, 0) if reduce == "max" else tf.reduce_mean(per_example, 0)
     loss = tf.reduce_mean(reduced)
     if variation_weight:
-        loss += variation_weight * logit_variation(tf.split(logits, len(batches)))
-    return loss, state
+        loss += variation_weight * logit_variation(tf.split(logits, num_attacks))
+    return loss
 
 
 def logit_variation(logits: Sequence[tf.Tensor]) -> tf.Tensor:

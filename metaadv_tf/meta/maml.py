@@ -119,12 +119,12 @@ def maml_task_losses(
     (Meta-SGD) instead of ``inner.learning_rate``. With ``cross_task_query``, task i's query batch is
     attacked by task (i + 1) mod n of the batch; with ``worst_case_query``, by every task of the
     distribution, each example scored by its largest loss (as ``max`` training, after adaptation;
-    not with a memory or ``consistency``), plus ``variation_weight`` times their logit variation
-    across the tasks' attacks. With ``worst_case_anchor``, every task of the distribution attacks
-    the support batch against θ: the support loss of θ scores each example by its worst loss (MAX's
-    objective for the deployed θ) and the inner steps adapt on the task's own attack's version.
-    Attacks run with the outer tape paused: their outputs are constants
-    to the meta-gradient. The returned state keeps the incoming task code
+    not with a memory), plus ``variation_weight`` times their logit variation across the tasks'
+    attacks, and ``consistency`` is taken over every attack's version. With ``worst_case_anchor``,
+    every task of the distribution attacks the support batch against θ: the support loss of θ scores
+    each example by its worst loss (MAX's objective for the deployed θ) and the inner steps adapt on
+    the task's own attack's version. Attacks run with the outer tape paused: their outputs are
+    constants to the meta-gradient. The returned state keeps the incoming task code
     (the model's default stays "unknown").
     """
     def attack(task: tf.Tensor, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
@@ -142,7 +142,8 @@ def maml_task_losses(
         if adversarial and worst_case_anchor:
             with outer_tape.stop_recording():
                 versions = worst_case_inputs(tasks, model_fn(model, params, state), support_x, batch.support_y[i])
-            anchor, state = multi_attack_loss(model, params, state, versions, batch.support_y[i], reduce="max")
+            logits, state = apply(model, params, state, tf.concat(versions, 0), training=True)
+            anchor = multi_attack_loss(logits, batch.support_y[i], len(versions), reduce="max")
             support_x = tf.gather(tf.stack(versions), batch.task_ids[i])
         elif adversarial:
             support_x = attack(batch.task_ids[i], model_fn(model, params, state), support_x, batch.support_y[i],
@@ -155,17 +156,18 @@ def maml_task_losses(
         support_losses.append(support_loss if anchor is None else anchor)
         if adversarial and worst_case_query:
             with outer_tape.stop_recording():
-                query_x = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
-            query_loss, state = multi_attack_loss(model, fast, state, query_x, batch.query_y[i], reduce="max",
-                                                 variation_weight=variation_weight)
-            losses.append(query_loss)
-            continue
-        if adversarial:
-            query_task = batch.task_ids[(i + 1) % batch.num_tasks if cross_task_query else i]
-            query_x = attack(query_task, model_fn(model, fast, state), query_x, batch.query_y[i],
-                             _row(batch.query_indices, i))
-        logits, state = apply(model, fast, state, query_x, training=True)
-        losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))
+                versions = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
+            query_x = tf.concat(versions, 0)
+            logits, state = apply(model, fast, state, query_x, training=True)
+            losses.append(multi_attack_loss(logits, batch.query_y[i], len(versions), reduce="max",
+                                            variation_weight=variation_weight))
+        else:
+            if adversarial:
+                query_task = batch.task_ids[(i + 1) % batch.num_tasks if cross_task_query else i]
+                query_x = attack(query_task, model_fn(model, fast, state), query_x, batch.query_y[i],
+                                 _row(batch.query_indices, i))
+            logits, state = apply(model, fast, state, query_x, training=True)
+            losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))
         if consistency:
             deployed, state = apply(model, params, state, query_x, training=True)
             agreements.append(prediction_kl(tf.stop_gradient(logits), deployed))

@@ -39,10 +39,11 @@ class MetaConfig:
     ``attention_entropy``). ``pre_adaptation_weight`` w adds w · (support loss of θ) to each
     task's meta-loss (mat and fomaml), so the unadapted θ, the model that gets deployed, is trained
     on the tasks' adversarial examples directly as well; ``consistency_weight`` c adds c · KL from
-    the adapted model's query predictions to θ's. ``cross_task_query`` (mat, fomaml; needs
-    ``num_tasks`` >= 2) attacks each task's query batch with the next sampled task's attack, so
-    adapting to one threat model is scored against another (MLDG); ``worst_case_query`` (mat,
-    fomaml) attacks it with every task and scores each example by its worst loss, as ``max`` does;
+    the adapted model's query predictions to θ's (with ``worst_case_query``, on every task's version).
+    ``cross_task_query`` (mat, fomaml; needs ``num_tasks`` >= 2) attacks each task's query batch with
+    the next sampled task's attack, so adapting to one threat model is scored against another (MLDG);
+    ``worst_case_query`` (mat, fomaml) attacks it with every task and scores each example by its worst
+    loss, as ``max`` does;
     with it, ``variation_weight`` v adds v · the query examples' largest logit distance between two
     threat models (variation regularization, `metaadv_tf.meta.functional.logit_variation`).
     ``worst_case_anchor`` (needs ``pre_adaptation_weight`` > 0) attacks each support batch with every
@@ -115,8 +116,7 @@ class MetaConfig:
         if self.worst_case_anchor:
             _check_fresh_attacks("worst_case_anchor", "support", reuse)
         if self.worst_case_query:
-            _check_fresh_attacks("worst_case_query", "query", {"cross_task_query": self.cross_task_query,
-                                                               "consistency_weight": self.consistency_weight, **reuse})
+            _check_fresh_attacks("worst_case_query", "query", {"cross_task_query": self.cross_task_query, **reuse})
         if self.memory_per_task and not self.memory_steps:
             raise ValueError("memory_per_task splits the perturbation memory by task; it needs"
                              f" memory_steps >= 1. Received: memory_steps={self.memory_steps}")

@@ -30,7 +30,7 @@ from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import ModelFn, get_attack
 from metaadv_tf.meta.attention import TaskAttention
 from metaadv_tf.meta.inner_rates import LearnedInnerRates
-from metaadv_tf.meta.functional import Params, dense_gradients, model_fn, multi_attack_loss
+from metaadv_tf.meta.functional import Params, apply, dense_gradients, model_fn, multi_attack_loss
 from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_task_losses
 from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.reptile import reptile_direction
@@ -131,7 +131,8 @@ class AttackMethod(LossMethod):
     def loss(self, params, state, x, y, sample, tape):
         with tape.stop_recording():
             inputs = self.examples(params, state, x, y, sample)
-        loss, state = multi_attack_loss(self.model, params, state, inputs, y, self.reduce)
+        logits, state = apply(self.model, params, state, tf.concat(inputs, 0), training=True)
+        loss = multi_attack_loss(logits, y, len(inputs), self.reduce)
         task_losses = tf.fill([self.num_sampled_tasks], loss)  # sampled tasks share the batch
         return loss, state, task_losses, tf.ones_like(task_losses)
 
