@@ -43,9 +43,9 @@ class MetaConfig:
     ``cross_task_query`` (mat, fomaml; needs ``num_tasks`` >= 2) attacks each task's query batch with
     the next sampled task's attack, so adapting to one threat model is scored against another (MLDG);
     ``worst_case_query`` (mat, fomaml) attacks it with every task and scores each example by its worst
-    loss, as ``max`` does;
-    with it, ``variation_weight`` v adds v · the query examples' largest logit distance between two
-    threat models (variation regularization, `metaadv_tf.meta.functional.logit_variation`).
+    loss, as ``max`` does; with it, ``variation_weight`` v adds v · the query examples' largest logit
+    distance between two threat models (variation regularization,
+    `metaadv_tf.meta.functional.logit_variation`).
     ``worst_case_anchor`` (needs ``pre_adaptation_weight`` > 0) attacks each support batch with every
     task against θ and scores θ's support loss by each example's worst, so the anchor term is MAX's
     objective; the inner steps still adapt on the task's own attack.
