@@ -94,6 +94,7 @@ TUNED_WEIGHTS = "tuned.weights.h5"
 FINETUNINGS = ("adversarial", "mat-inner")
 
 Record = dict[str, Any]
+MODEL_NAMES = {"cnn": "Small CNN", "resnet18": "ResNet-18"}  # the tables' names of the model configs
 
 
 def train_attacks(task_set: str, method: str | None = None) -> str:

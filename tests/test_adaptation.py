@@ -156,7 +156,7 @@ def test_adaptation_fine_tunes_each_finished_run_on_its_held_out_threat_model(tm
     # the same images and weights: the same flags as when measured beside v2's four
     assert [r["metrics"]["robust_accuracy"]["spatial30"] for r in records_alone] == [
         r["metrics"]["robust_accuracy"]["spatial30"] for r in records]
-    assert "cnn on Fashion-MNIST" in (tmp_path / "alone.md").read_text()
+    assert "Small CNN on Fashion-MNIST" in (tmp_path / "alone.md").read_text()
 
 
 def test_study_recipes_of_methods_and_mat_variants():

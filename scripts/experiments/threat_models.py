@@ -32,8 +32,8 @@ from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, pl
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text, read_json  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
-                                     held_out, held_out_target_lines, recipe, run_dir, train_attacks,
+from metaadv_tf.threat_study import (MODEL_NAMES, TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS,  # noqa: E402
+                                     headroom_lines, held_out, held_out_target_lines, recipe, run_dir, train_attacks,
                                      validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
@@ -42,7 +42,6 @@ FLAGS = flags.FLAGS
 # the flags that shape every run (not which runs): the variants' commands repeat the ones given
 RUN_FLAGS = ("model", "epochs", "validation_examples", "train_examples", "eval_every", "eval_examples",
              "checkpoint_every", "workdir")
-MODEL_NAMES = {"cnn": "Small CNN", "resnet18": "ResNet-18"}
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
 flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
                   f"Methods to compare, or MAT variants: a meta method and parts of {', '.join(VARIANT_PARTS)}"
