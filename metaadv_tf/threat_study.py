@@ -94,7 +94,12 @@ TUNED_WEIGHTS = "tuned.weights.h5"
 FINETUNINGS = ("adversarial", "mat-inner")
 
 Record = dict[str, Any]
-MODEL_NAMES = {"cnn": "Small CNN", "resnet18": "ResNet-18"}  # the tables' names of the model configs
+_MODEL_NAMES = {"cnn": "Small CNN", "resnet18": "ResNet-18"}
+
+
+def model_name(config_name: str) -> str:
+    """The tables' name of a model config (``"cnn"`` -> ``"Small CNN"``); unknown configs keep theirs."""
+    return _MODEL_NAMES.get(config_name, config_name)
 
 
 def train_attacks(task_set: str, method: str | None = None) -> str:

@@ -92,6 +92,10 @@ def test_rows_of_points_measured_on_the_target_alone_have_no_union():
     assert rows[-1][-1] == "17.5 ± 0.0"
 
 
+def test_model_names_of_the_tables():
+    assert [study.model_name(c) for c in ("cnn", "resnet18", "mlp")] == ["Small CNN", "ResNet-18", "mlp"]
+
+
 def test_held_out_threat_models_of_the_task_sets():
     assert [study.held_out(s) for s in study.TASK_SETS] == [[], ["L1"], ["L2"], ["spatial"]]
     with pytest.raises(ValueError, match="Unknown task set 'no_L3'"):

@@ -74,7 +74,7 @@ def description(records: list[dict], plotted: bool) -> str:
     """What the table shows, and how it was made."""
     plot = (f"Plot: {os.path.splitext(os.path.basename(FLAGS.output))[0]}.png." if plotted
             else "No plot: matplotlib is not installed.")
-    models = ", ".join(dict.fromkeys(study.MODEL_NAMES.get(r["model"], r["model"]) for r in records))
+    models = ", ".join(dict.fromkeys(study.model_name(r["model"]) for r in records))
     measured = "T's attack of protocol v2 alone" if FLAGS.measure == "target" else "protocol v2"
     return (f"{models} on Fashion-MNIST: each run's best checkpoint, adversarially fine-tuned on the first k"
             f" training images against the training attack of the threat model T adapted to for"

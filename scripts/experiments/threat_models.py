@@ -32,8 +32,8 @@ from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, pl
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text, read_json  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
-from metaadv_tf.threat_study import (MODEL_NAMES, TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS,  # noqa: E402
-                                     headroom_lines, held_out, held_out_target_lines, recipe, run_dir, train_attacks,
+from metaadv_tf.threat_study import (TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
+                                     held_out, held_out_target_lines, model_name, recipe, run_dir, train_attacks,
                                      validation_curve, variant_lines)
 from metaadv_tf.training import TrainConfig, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
@@ -165,7 +165,7 @@ def main(argv: list[str]) -> None:
               "union seen", "union all", "train min"]
     plot_validation(records)
     write_results(FLAGS.output, "MAT across threat models",
-                  f"{MODEL_NAMES.get(FLAGS.model, FLAGS.model)} on Fashion-MNIST; protocol v2 on each run's best"
+                  f"{model_name(FLAGS.model)} on Fashion-MNIST; protocol v2 on each run's best"
                   " validation checkpoint; mean ± standard deviation over seeds (%).",
                   markdown_table(header, summary_rows(records)) + target_section(records), records)
 
