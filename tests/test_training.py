@@ -56,6 +56,15 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_rerun_of_a_finished_run_returns_its_result_unchanged(tmp_path):
+    """Rerunning a finished run keeps its record: last loss, wall time and start step included."""
+    first = Trainer(tiny_config("standard", steps=2), str(tmp_path)).train(progress=False)
+    written = (tmp_path / "result.json").read_text()
+    again = Trainer(tiny_config("standard", steps=2), str(tmp_path)).train(progress=False)
+    assert again == first and np.isfinite(again.last_loss) and again.start_step == 0
+    assert (tmp_path / "result.json").read_text() == written
+
+
 def test_resumed_run_says_so(tmp_path, capsys):
     Trainer(tiny_config("standard", steps=2), str(tmp_path)).train()
     assert "Resumed" not in capsys.readouterr().err

@@ -8,7 +8,7 @@ the method's own state: pools, perturbation memory, task attention, learned inne
 (`metaadv_tf.training.selection`); the in-training evaluation (held-out training images, and
 ``eval_attacks`` on test images) runs every ``eval_every`` steps and at the end. Rerunning with the same
 workdir resumes from the latest checkpoint listed in ``checkpoints/checkpoint``, after reading all of
-it back: a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
+it back (a finished run returns its ``result.json`` and changes nothing): a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
 nothing is loaded. Leftovers of a save that was killed are never listed there, so they are ignored
 (the next save of that step overwrites them). A resumed run continues as an uninterrupted one would,
 except for the attacks' random numbers (e.g. PGD's random starts): stateful TensorFlow random ops,
@@ -189,6 +189,9 @@ class Trainer:
 
         self.restore()
         start_step = int(self.step.numpy())
+        finished = self._finished_result()
+        if finished is not None:
+            return finished
         if start_step and progress and self.chief:
             print(f"Resumed from step {start_step} of {self.total_steps} in {self.workdir}", file=sys.stderr,
                   flush=True)
@@ -427,6 +430,14 @@ class Trainer:
             return os.path.join(self.workdir, "checkpoints")
         task_id = self.strategy.cluster_resolver.task_id
         return os.path.join(self.workdir, f".worker-{task_id}", "checkpoints")
+
+    def _finished_result(self) -> TrainResult | None:
+        """The stored ``result.json`` when the restored run has reached ``total_steps``, else None."""
+        path = os.path.join(self.workdir, RESULT_FILE)
+        if int(self.step.numpy()) < self.total_steps or not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as file:
+            return TrainResult(**json.load(file))
 
     def _finish(self, loss: float, start_step: int) -> TrainResult:
         step = int(self.step.numpy())
