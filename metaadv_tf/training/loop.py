@@ -8,9 +8,10 @@ the method's own state: pools, perturbation memory, task attention, learned inne
 (`metaadv_tf.training.selection`); the in-training evaluation (held-out training images, and
 ``eval_attacks`` on test images) runs every ``eval_every`` steps and at the end. Rerunning with the same
 workdir resumes from the latest checkpoint listed in ``checkpoints/checkpoint``, after reading all of
-it back (a finished run returns its ``result.json`` and changes nothing): a damaged state file or latest checkpoint raises `CheckpointError` naming the file, and
-nothing is loaded. Leftovers of a save that was killed are never listed there, so they are ignored
-(the next save of that step overwrites them). A resumed run continues as an uninterrupted one would,
+it back (a finished run returns its ``result.json`` and changes nothing): a damaged state file or
+latest checkpoint raises `CheckpointError` naming the file, and nothing is loaded. Leftovers of a
+save that was killed are never listed there, so they are ignored (the next save of that step
+overwrites them). A resumed run continues as an uninterrupted one would,
 except for the attacks' random numbers (e.g. PGD's random starts): stateful TensorFlow random ops,
 seeded by ``seed`` but with positions that are not checkpointed, so after a resume they follow a
 different, equally distributed stream. A non-finite loss stops the run before anything is saved, so
@@ -45,7 +46,7 @@ import tensorflow as tf
 
 from metaadv_tf import data
 from metaadv_tf.attack_specs import parse_attacks
-from metaadv_tf.io_utils import atomic_save, atomic_write_text
+from metaadv_tf.io_utils import atomic_save, atomic_write_text, read_json
 from metaadv_tf.meta.functional import model_fn
 from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
@@ -433,11 +434,10 @@ class Trainer:
 
     def _finished_result(self) -> TrainResult | None:
         """The stored ``result.json`` when the restored run has reached ``total_steps``, else None."""
-        path = os.path.join(self.workdir, RESULT_FILE)
-        if int(self.step.numpy()) < self.total_steps or not os.path.isfile(path):
+        if int(self.step.numpy()) < self.total_steps:
             return None
-        with open(path, encoding="utf-8") as file:
-            return TrainResult(**json.load(file))
+        stored = read_json(os.path.join(self.workdir, RESULT_FILE))
+        return None if stored is None else TrainResult(**stored)
 
     def _finish(self, loss: float, start_step: int) -> TrainResult:
         step = int(self.step.numpy())
