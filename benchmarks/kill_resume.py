@@ -19,6 +19,9 @@ sends SIGKILL. Then it checks:
 - rerunning the same command in that workdir starts at the step of the latest listed checkpoint
   (0 when there is none), exits 0 at ``--steps`` steps with ``ckpt-<steps>`` the latest checkpoint,
   the listed checkpoints intact (same exception), and the reference's final weights bit for bit.
+  A run that had written ``result.json`` before the kill (it writes it last, so the kill came during
+  the interpreter's exit, or after the process ended) had finished: its rerun must train nothing and
+  leave ``result.json`` byte for byte as it was (see `metaadv_tf.training.loop`).
   Standard training draws no random numbers in its steps, so a lost or repeated step or data batch
   would show. (Methods with random attack starts resume with a different random stream: see
   `metaadv_tf.training.loop`.)
@@ -76,7 +79,8 @@ class Trial:
     latest_at_kill: int  # step of the latest listed checkpoint after the kill (0: none)
     stray_files: int  # files of the checkpoint directory no listed checkpoint owns
     interrupted_deletions: int
-    resumed_from: int | None = None
+    finished_at_kill: bool  # result.json was written before the kill: the rerun must change nothing
+    resumed_from: int | None = None  # the rerun's first step (None: it returned the finished run's result)
     final_step: int | None = None
     failures: list[str] = dataclasses.field(default_factory=list)
 
@@ -183,15 +187,21 @@ def run_trial(index: int, moment: float, timeline: list[tuple[float, int]], dire
     kill_seconds, killed = kill_at(moment, timeline, workdir, directory / "killed.log")
     failures: list[str] = []
     latest, strays, deletions = check_checkpoints(workdir, failures)
-    trial = Trial(index, moment, kill_seconds, killed, latest, strays, deletions, failures=failures)
+    stored = (workdir / "result.json").read_bytes() if (workdir / "result.json").exists() else None
+    trial = Trial(index, moment, kill_seconds, killed, latest, strays, deletions, stored is not None,
+                  failures=failures)
     try:
         result = finish(workdir, directory / "resumed.log")
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         failures.append(f"resuming failed: {error}")
         return trial
-    trial.resumed_from, trial.final_step = result["start_step"], result["steps"]
-    if trial.resumed_from != latest:
-        failures.append(f"resumed from step {trial.resumed_from}, latest checkpoint is ckpt-{latest}")
+    trial.final_step = result["steps"]
+    if stored is None:
+        trial.resumed_from = result["start_step"]
+        if trial.resumed_from != latest:
+            failures.append(f"resumed from step {trial.resumed_from}, latest checkpoint is ckpt-{latest}")
+    elif (workdir / "result.json").read_bytes() != stored:
+        failures.append("the rerun of a finished run rewrote its result.json")
     final_latest, _, _ = check_checkpoints(workdir, failures)
     if not trial.final_step == final_latest == FLAGS.steps:
         failures.append(f"ended at step {trial.final_step}, latest ckpt-{final_latest},"
@@ -201,6 +211,13 @@ def run_trial(index: int, moment: float, timeline: list[tuple[float, int]], dire
                                                   for k in weights):
         failures.append("final weights differ from the uninterrupted run's")
     return trial
+
+
+def resumed_text(trial: Trial) -> str:
+    """How the rerun began: the step it resumed from, or that it returned the finished run's result."""
+    if trial.finished_at_kill:
+        return "result.json written before the kill, rerun returned it"
+    return f"resumed from step {trial.resumed_from}"
 
 
 def summary(trials: list[Trial], reference_seconds: float, first_checkpoint: float) -> dict:
@@ -220,6 +237,7 @@ def summary(trials: list[Trial], reference_seconds: float, first_checkpoint: flo
         "kills_before_first_checkpoint": sum(t.killed and t.latest_at_kill == 0 for t in trials),
         "kills_during_training": sum(t.killed and 0 < t.latest_at_kill < FLAGS.steps for t in trials),
         "kills_after_the_run_ended": sum(not t.killed for t in trials),
+        "kills_after_result_written": sum(t.finished_at_kill for t in trials),
         "kills_leaving_stray_files": sum(t.stray_files > 0 for t in trials),
         "interrupted_deletions": sum(t.interrupted_deletions for t in trials),
         "resumed_from_steps": [t.resumed_from for t in trials],
@@ -247,7 +265,7 @@ def main(argv: list[str]) -> int:
         trials.append(trial)
         print(f"trial {index:2d}: t={moment:5.2f} s, SIGKILL {trial.kill_seconds:5.2f} s after launch"
               f"{'' if trial.killed else ' (run already ended)'}, latest ckpt-{trial.latest_at_kill},"
-              f" {trial.stray_files} stray files, resumed from step {trial.resumed_from}, ended at"
+              f" {trial.stray_files} stray files, {resumed_text(trial)}, ended at"
               f" step {trial.final_step}: {'; '.join(trial.failures) or 'ok'}", flush=True)
     figures = summary(trials, reference_seconds, first)
     print(json.dumps({key: value for key, value in figures.items() if key != "trial_details"}, indent=2))
