@@ -187,7 +187,8 @@ def run_trial(index: int, moment: float, timeline: list[tuple[float, int]], dire
     kill_seconds, killed = kill_at(moment, timeline, workdir, directory / "killed.log")
     failures: list[str] = []
     latest, strays, deletions = check_checkpoints(workdir, failures)
-    stored = (workdir / "result.json").read_bytes() if (workdir / "result.json").exists() else None
+    result_file = workdir / "result.json"
+    stored = result_file.read_bytes() if result_file.exists() else None
     trial = Trial(index, moment, kill_seconds, killed, latest, strays, deletions, stored is not None,
                   failures=failures)
     try:
@@ -200,7 +201,7 @@ def run_trial(index: int, moment: float, timeline: list[tuple[float, int]], dire
         trial.resumed_from = result["start_step"]
         if trial.resumed_from != latest:
             failures.append(f"resumed from step {trial.resumed_from}, latest checkpoint is ckpt-{latest}")
-    elif (workdir / "result.json").read_bytes() != stored:
+    elif result_file.read_bytes() != stored:
         failures.append("the rerun of a finished run rewrote its result.json")
     final_latest, _, _ = check_checkpoints(workdir, failures)
     if not trial.final_step == final_latest == FLAGS.steps:
