@@ -14,6 +14,7 @@ training recipe (its card's ``train_config``: model, batch, method, attacks, met
 ``pgd_at`` with 7 steps on the same model and batch size (timed once for recipes that share it).
 ``--runs=DIR`` does the same for training runs' recipes (each workdir's ``config.json``, labelled by
 the last two folders of the workdir), e.g. the threat-model study's.
+``--attack_precision=mixed_bfloat16`` times every step with its attacks in bfloat16 (`TrainConfig.attack_precision`).
 Numbers on a shared 2-core machine vary by ±30 %: compare methods within one run.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from metaadv_tf import zoo  # noqa: E402
 from metaadv_tf.experiments import script_command  # noqa: E402
 from metaadv_tf.flag_utils import exit_on_error  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
+from metaadv_tf.models import DTYPE_POLICIES  # noqa: E402
 from metaadv_tf.training import METHODS, MetaConfig, TrainConfig, Trainer, read_run_config  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -50,6 +52,8 @@ flags.DEFINE_list("runs", None, "Training workdirs whose recipe (their config.js
 flags.DEFINE_integer("steps", 10, "Timed steps per method or recipe (after one warm-up step).")
 flags.DEFINE_string("train_attacks", "fgsm,pgd_linf(steps=3)", "Tasks of the multi-attack methods.")
 flags.DEFINE_bool("jit_compile", False, "Compile the steps with XLA.")
+flags.DEFINE_enum("attack_precision", None, list(DTYPE_POLICIES), "Time every step, PGD-7 AT's too, with its"
+                  " attacks in this precision (default: a recipe's or run's own, float32 for --models).")
 flags.DEFINE_string("output", None, "Write the table (Markdown, after the command that made it) here too.")
 
 POOL_REFRESH = 10
@@ -79,9 +83,10 @@ def benchmark_config(model: str, method: str) -> TrainConfig:
 
 
 def timed(config: TrainConfig) -> TrainConfig:
-    """``config`` with a long run and no validation or evaluation: nothing but its step to time."""
+    """``config`` with a long run and no validation or evaluation: nothing but its step to time,
+    with ``--attack_precision`` when given."""
     return dataclasses.replace(config, steps=TIMED_STEPS, epochs=None, validation_examples=0, val_attacks=None,
-                               eval_every=0)
+                               eval_every=0, attack_precision=FLAGS.attack_precision or config.attack_precision)
 
 
 def recipe_config(name: str) -> TrainConfig:

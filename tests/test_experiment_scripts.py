@@ -75,6 +75,21 @@ def test_throughput_benchmark_prints_every_method_relative_to_pgd_at(tmp_path):
     assert bad.returncode == 1 and "Unknown option +fast" in bad.stderr
 
 
+def test_attack_precision_benchmark_times_each_attack_in_both_precisions(tiny_zoo, tmp_path):
+    output = tmp_path / "precision.md"
+    result = run_script("attack_precision.py", "--model=tiny_a", "--attacks=pgd_linf(steps=1),spatial(samples=2)",
+                        "--examples=16", "--batch_size=8", f"--output={output}", zoo_dir=tiny_zoo, folder="benchmarks")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"^\| `(\w+)\(.*\)` \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \| ([\d.]+) \| ([\d.]+) \|$",
+                      output.read_text(), re.MULTILINE)
+    assert [row[0] for row in rows] == ["pgd_linf", "spatial"]
+    assert all(0 <= float(accuracy) <= 100 for row in rows for accuracy in row[4:])
+    bad = run_script("attack_precision.py", "--model=tiny_a", "--examples=10", "--batch_size=8", zoo_dir=tiny_zoo,
+                     folder="benchmarks")
+    assert bad.returncode == 1 and "--examples must be at least 2 x --batch_size (16)" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def write_tiny_recipe(directory: Path, name: str, source: str) -> None:
     """A card ``name`` in ``directory``: zoo card ``source`` with its recipe shrunk to a width-4 CNN,
     64 images, batch 16 (meta: 2 tasks x (8 + 8)), and a validation the benchmark must drop (holding

@@ -109,6 +109,7 @@ def maml_task_losses(
     worst_case_query: bool = False,
     variation_weight: float = 0.0,
     worst_case_anchor: bool = False,
+    attack_model: keras.Model | None = None,
 ) -> TaskLosses:
     """Per task of ``batch``: query losses of θ'_i, support losses of θ, consistency terms (with
     ``consistency``, else empty); and the new state.
@@ -124,9 +125,13 @@ def maml_task_losses(
     every task of the distribution attacks the support batch against θ: the support loss of θ scores
     each example by its worst loss (MAX's objective for the deployed θ) and the inner steps adapt on
     the task's own attack's version. Attacks run with the outer tape paused: their outputs are
-    constants to the meta-gradient. The returned state keeps the incoming task code
-    (the model's default stays "unknown").
+    constants to the meta-gradient, and through ``attack_model`` (default: ``model``; a bfloat16
+    twin, `metaadv_tf.models.precision_twin`) over the same weights. The returned state keeps the
+    incoming task code (the model's default stays "unknown").
     """
+    def against(weights: Sequence[tf.Tensor], state: Sequence[tf.Tensor]) -> ModelFn:
+        return model_fn(attack_model or model, weights, state)
+
     def attack(task: tf.Tensor, target: ModelFn, x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor | None
                ) -> tf.Tensor:
         with outer_tape.stop_recording():
@@ -141,12 +146,12 @@ def maml_task_losses(
         anchor = None
         if adversarial and worst_case_anchor:
             with outer_tape.stop_recording():
-                versions = worst_case_inputs(tasks, model_fn(model, params, state), support_x, batch.support_y[i])
+                versions = worst_case_inputs(tasks, against(params, state), support_x, batch.support_y[i])
             logits, state = apply(model, params, state, tf.concat(versions, 0), training=True)
             anchor = multi_attack_loss(logits, batch.support_y[i], len(versions), reduce="max")
             support_x = tf.gather(tf.stack(versions), batch.task_ids[i])
         elif adversarial:
-            support_x = attack(batch.task_ids[i], model_fn(model, params, state), support_x, batch.support_y[i],
+            support_x = attack(batch.task_ids[i], against(params, state), support_x, batch.support_y[i],
                                _row(batch.support_indices, i))
         fast, state, support_loss = adapt(
             model, params, state, support_x, batch.support_y[i], steps=inner.steps,
@@ -156,7 +161,7 @@ def maml_task_losses(
         support_losses.append(support_loss if anchor is None else anchor)
         if adversarial and worst_case_query:
             with outer_tape.stop_recording():
-                versions = worst_case_inputs(tasks, model_fn(model, fast, state), query_x, batch.query_y[i])
+                versions = worst_case_inputs(tasks, against(fast, state), query_x, batch.query_y[i])
             query_x = tf.concat(versions, 0)
             logits, state = apply(model, fast, state, query_x, training=True)
             losses.append(multi_attack_loss(logits, batch.query_y[i], len(versions), reduce="max",
@@ -164,7 +169,7 @@ def maml_task_losses(
         else:
             if adversarial:
                 query_task = batch.task_ids[(i + 1) % batch.num_tasks if cross_task_query else i]
-                query_x = attack(query_task, model_fn(model, fast, state), query_x, batch.query_y[i],
+                query_x = attack(query_task, against(fast, state), query_x, batch.query_y[i],
                                  _row(batch.query_indices, i))
             logits, state = apply(model, fast, state, query_x, training=True)
             losses.append(tf.reduce_mean(cross_entropy(logits, batch.query_y[i])))

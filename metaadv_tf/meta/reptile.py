@@ -24,10 +24,12 @@ def reptile_direction(
     inner: InnerLoop,
     adversarial: bool = True,
     conditioning: TaskConditioning | None = None,
+    attack_model: keras.Model | None = None,
 ) -> tuple[Params, Params, list[tf.Tensor]]:
     """Returns (θ − mean_i θ'_i, new state, each task's loss at θ).
 
-    Each task adapts on its support and query data together.
+    Each task adapts on its support and query data together, attacked through ``attack_model``
+    (default: ``model``; a bfloat16 twin, `metaadv_tf.models.precision_twin`) over the same weights.
     """
     total = [tf.zeros_like(p) for p in params]
     losses, original = [], list(state)
@@ -36,7 +38,7 @@ def reptile_direction(
         x = tf.concat([batch.support_x[i], batch.query_x[i]], axis=0)
         y = tf.concat([batch.support_y[i], batch.query_y[i]], axis=0)
         if adversarial:
-            x = tasks.attack(batch.task_ids[i], model_fn(model, params, state), x, y)
+            x = tasks.attack(batch.task_ids[i], model_fn(attack_model or model, params, state), x, y)
         fast, state, loss = adapt(
             model, params, state, x, y, steps=inner.steps, learning_rate=inner.learning_rate,
             first_order=True,

@@ -8,6 +8,7 @@ import keras
 from metaadv_tf.models.base import ClassifierModel
 from metaadv_tf.models.cnn import SmallCNN
 from metaadv_tf.models.layers import BatchNorm, Standardize
+from metaadv_tf.models.precision import DTYPE_POLICIES, precision_twin
 from metaadv_tf.models.resnet import ResNet18
 from metaadv_tf.registry import Registry
 
@@ -27,6 +28,6 @@ def list_architectures() -> list[str]:
 
 
 __all__ = [
-    "BatchNorm", "ClassifierModel", "ResNet18", "SmallCNN", "Standardize", "build_model",
-    "list_architectures",
+    "DTYPE_POLICIES", "BatchNorm", "ClassifierModel", "ResNet18", "SmallCNN", "Standardize", "build_model",
+    "list_architectures", "precision_twin",
 ]

@@ -134,4 +134,6 @@ class GraphBuilder:
             x = keras.layers.Dropout(dropout)(x)
         if self.meta_dropout:
             x = MetaDropout()([x, self.code])
-        return keras.layers.Dense(num_classes, name="logits")(x)
+        policy = keras.config.dtype_policy()
+        mixed = policy.compute_dtype != policy.variable_dtype  # then logits in the variables' dtype
+        return keras.layers.Dense(num_classes, name="logits", dtype=policy.variable_dtype if mixed else None)(x)

@@ -38,6 +38,9 @@ class BatchNorm(keras.layers.Layer):
     second-order MAML through it is wrong by a few percent. Here the variance is
     ``mean(square(x - mean(x)))`` with nothing stopped.
 
+    Under mixed precision the layer computes in float32 (its variables are never cast to the
+    compute dtype) and returns the compute dtype.
+
     Statistics policy (the one place it is written down): in training mode the layer normalizes
     with the batch's own statistics, in the inner loop and the outer loop alike (transductive
     batch statistics, as in MAML), and moves its moving statistics toward them; in inference mode it
@@ -56,24 +59,25 @@ class BatchNorm(keras.layers.Layer):
 
     def build(self, input_shape) -> None:
         channels = int(input_shape[-1])
-        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", autocast=False, name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", autocast=False, name="beta")
         self.build_statistics(channels)
 
     def build_statistics(self, channels: int) -> None:
         """Creates the moving mean and variance (after the affine parameters: weight order)."""
         self.moving_mean = self.add_weight(
-            shape=(channels,), initializer="zeros", trainable=False, name="moving_mean"
+            shape=(channels,), initializer="zeros", trainable=False, autocast=False, name="moving_mean"
         )
         self.moving_variance = self.add_weight(
-            shape=(channels,), initializer="ones", trainable=False, name="moving_variance"
+            shape=(channels,), initializer="ones", trainable=False, autocast=False, name="moving_variance"
         )
 
     def call(self, inputs, training: bool = False):
-        return self.normalize(inputs, training) * self.gamma + self.beta
+        return ops.cast(self.normalize(inputs, training) * self.gamma + self.beta, self.compute_dtype)
 
     def normalize(self, inputs, training: bool):
-        """(x - mean) / sqrt(variance + epsilon) with the statistics the policy above picks."""
+        """(x - mean) / sqrt(variance + epsilon) in float32, with the statistics the policy above picks."""
+        inputs = ops.cast(inputs, self.variable_dtype)
         if training:
             axes = list(range(len(inputs.shape) - 1))
             mean = ops.mean(inputs, axis=axes)

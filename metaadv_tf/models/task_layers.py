@@ -74,16 +74,17 @@ class MetaBatchNorm(BatchNorm):
     def build(self, input_shapes) -> None:
         features, code = input_shapes
         rows, channels = int(code[-1]), int(features[-1])
-        self.gamma = self.add_weight(shape=(rows, channels), initializer="ones", name="task_gamma")
-        self.beta = self.add_weight(shape=(rows, channels), initializer="zeros", name="task_beta")
+        self.gamma = self.add_weight(shape=(rows, channels), initializer="ones", autocast=False, name="task_gamma")
+        self.beta = self.add_weight(shape=(rows, channels), initializer="zeros", autocast=False, name="task_beta")
         self.build_statistics(channels)
 
     def call(self, inputs, training: bool = False):
         features, code = inputs
+        code = ops.cast(code, self.variable_dtype)  # float32, as BatchNorm computes
         normalized = self.normalize(features, training)
         gamma = ops.matmul(code, self.gamma)[:, None, None, :]
         beta = ops.matmul(code, self.beta)[:, None, None, :]
-        return normalized * gamma + beta
+        return ops.cast(normalized * gamma + beta, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="metaadv_tf")

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from metaadv_tf.models.precision import DTYPE_POLICIES
 from metaadv_tf.registry import check_choice
 from metaadv_tf.validation import check_positive, check_positive_int
 
@@ -151,6 +152,10 @@ class TrainConfig:
     under ``val_attacks`` (default: ``train_attacks``) every ``eval_every`` steps and at the end,
     keeping the best checkpoint (see `metaadv_tf.training.loop`). ``eval_attacks`` on
     ``eval_examples`` test images are measured at the same steps, for TensorBoard only.
+
+    ``attack_precision`` "mixed_bfloat16" runs the training attacks in bfloat16 compute (through a
+    twin of the model over the same float32 weights, `metaadv_tf.models.precision_twin`); the loss,
+    every weight update (MAML's inner steps included) and validation stay float32.
     """
 
     method: str = "mat"
@@ -173,6 +178,7 @@ class TrainConfig:
     meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
     strategy: str = "default"
     jit_compile: bool = False
+    attack_precision: str = "float32"
     checkpoint_every: int = 100
     log_every: int = 10
     eval_every: int = 0
@@ -186,6 +192,7 @@ class TrainConfig:
         check_choice("strategy", self.strategy, list(STRATEGIES))
         check_choice("optimizer", self.optimizer, list(OPTIMIZERS))
         check_choice("lr_schedule", self.lr_schedule, list(LR_SCHEDULES))
+        check_choice("attack_precision", self.attack_precision, list(DTYPE_POLICIES))
         check_positive("eps", self.eps)
         check_positive("learning_rate", self.learning_rate)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)

@@ -277,7 +277,7 @@ class Trainer:
     def _refresh_pool_eagerly(self, x, y):
         params = [v.value for v in self.model.trainable_variables]
         state = [v.value for v in self.model.non_trainable_variables]
-        self.pool.refresh(model_fn(self.model, params, state), x, y)
+        self.pool.refresh(model_fn(self.method.attack_model, params, state), x, y)
 
     def _make_pool(self) -> AdversarialPool | None:
         if not self.config.meta.pool_size:

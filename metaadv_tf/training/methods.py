@@ -35,6 +35,7 @@ from metaadv_tf.meta.maml import InnerLoop, TaskBatch, TaskConditioning, maml_ta
 from metaadv_tf.meta.memory import ContinuedAttacks
 from metaadv_tf.meta.reptile import reptile_direction
 from metaadv_tf.meta.tasks import TaskDistribution
+from metaadv_tf.models.precision import precision_twin
 from metaadv_tf.models.task_layers import task_code_slot
 from metaadv_tf.msd import MultiSteepestDescent
 from metaadv_tf.training.config import META_METHODS, TrainConfig
@@ -63,6 +64,7 @@ class Method(abc.ABC):
     def __init__(self, model: keras.Model, config: TrainConfig) -> None:
         self.model = model
         self.config = config
+        self.attack_model = precision_twin(model, config.attack_precision)  # what attacks run through
 
     @property
     def num_sampled_tasks(self) -> int:
@@ -125,7 +127,7 @@ class AttackMethod(LossMethod):
                  ) -> list[tf.Tensor]:
         """The batches the loss is taken on: one per attack (the clean batch when none)."""
         del sample
-        model = model_fn(self.model, params, state)
+        model = model_fn(self.attack_model, params, state)
         return [attack(model, x, y) for attack in self.attacks] or [x]
 
     def loss(self, params, state, x, y, sample, tape):
@@ -153,7 +155,7 @@ class SampledAttackMethod(AttackMethod):
         return {"tasks": tasks, "codes": tasks}
 
     def examples(self, params, state, x, y, sample):
-        return [self.tasks.attack(sample["tasks"][0], model_fn(self.model, params, state), x, y)]
+        return [self.tasks.attack(sample["tasks"][0], model_fn(self.attack_model, params, state), x, y)]
 
 
 class MetaMethod(Method):
@@ -253,6 +255,7 @@ class MamlMethod(MetaMethod, LossMethod):
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner, tape,
             self.adversarial, self.conditioning, self.memory, self.rates, meta.consistency_weight > 0,
             meta.cross_task_query, meta.worst_case_query, meta.variation_weight, meta.worst_case_anchor,
+            self.attack_model,
         )
         task_losses, state = tf.stack(terms.query), terms.state
         objective = task_losses + meta.pre_adaptation_weight * tf.stack(terms.support)
@@ -271,7 +274,7 @@ class ReptileMethod(MetaMethod):
     def step(self, params, state, x, y, sample):
         direction, state, losses = reptile_direction(
             self.model, params, state, self.tasks, self.split(x, y, sample), self.inner,
-            self.adversarial, self.conditioning,
+            self.adversarial, self.conditioning, self.attack_model,
         )
         task_losses = tf.stack(losses)
         weights = tf.fill([self.num_sampled_tasks], 1.0 / self.num_sampled_tasks)

@@ -31,6 +31,7 @@ from absl import app, flags  # noqa: E402
 from metaadv_tf.experiments import (load_run_model, markdown_table, mean_std, plot_curves,  # noqa: E402
                                     write_results)
 from metaadv_tf.io_utils import atomic_write_text, read_json  # noqa: E402
+from metaadv_tf.models import DTYPE_POLICIES  # noqa: E402
 from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # noqa: E402
 from metaadv_tf.threat_study import (TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
                                      held_out, held_out_target_lines, model_name, recipe, run_dir, train_attacks,
@@ -41,7 +42,7 @@ from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 FLAGS = flags.FLAGS
 # the flags that shape every run (not which runs): the variants' commands repeat the ones given
 RUN_FLAGS = ("model", "epochs", "validation_examples", "train_examples", "eval_every", "eval_examples",
-             "checkpoint_every", "workdir")
+             "checkpoint_every", "attack_precision", "workdir")
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
 flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
                   f"Methods to compare, or MAT variants: a meta method and parts of {', '.join(VARIANT_PARTS)}"
@@ -54,6 +55,8 @@ flags.DEFINE_integer("eval_every", None, "Validate every N steps (default: every
 flags.DEFINE_integer("eval_examples", None, "Attacked test images (default: protocol v2's).")
 flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints (fewer for resnet18: a kill loses the rest).")
 flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's ResNet-18 entries, issue 19).")
+flags.DEFINE_enum("attack_precision", "float32", list(DTYPE_POLICIES),
+                  "Precision of the training attacks (TrainConfig.attack_precision); protocol v2 measures in float32.")
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
 flags.DEFINE_bool("measured_only", False,
@@ -74,7 +77,7 @@ def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
         epochs=FLAGS.epochs, steps=None, batch_size=128, optimizer="sgd", learning_rate=0.05,
         weight_decay=5e-4, lr_schedule="cosine", seed=seed, meta=meta,
         train_examples=FLAGS.train_examples, validation_examples=FLAGS.validation_examples,
-        eval_every=eval_every, checkpoint_every=FLAGS.checkpoint_every,
+        eval_every=eval_every, checkpoint_every=FLAGS.checkpoint_every, attack_precision=FLAGS.attack_precision,
     )
 
 
