@@ -33,10 +33,9 @@ def precision_twin(model: keras.Model, precision: str) -> keras.Model:
     A training step attacks through the twin: the attacks' forward and backward passes run in
     bfloat16 while every update of the weights (MAML's inner steps included) stays float32.
     """
-    check_choice("precision", precision, list(DTYPE_POLICIES))
     if precision == "float32":
         return model
-    with dtype_policy(precision):
+    with dtype_policy(precision):  # checks precision
         twin = type(model).from_config(model.get_config())
     shapes = [tuple(v.shape) for v in model.weights]
     if [tuple(v.shape) for v in twin.weights] != shapes:
