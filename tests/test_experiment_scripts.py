@@ -181,9 +181,10 @@ def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art
     with ART beside the per-image v2 results it reads back."""
     output = tmp_path / "study.md"
     result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat", "--seeds=1",
-                            "--checkpoint_every=3")
+                            "--checkpoint_every=3", "--warmup_steps=2", "--attack_precision=mixed_bfloat16")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert read_run_config(str(tmp_path / "runs" / "no_L1" / "sat_seed1")).checkpoint_every == 3
+    config = read_run_config(str(tmp_path / "runs" / "no_L1" / "sat_seed1"))
+    assert (config.checkpoint_every, config.warmup_steps, config.attack_precision) == (3, 2, "mixed_bfloat16")
     records = json.loads((tmp_path / "study.json").read_text())
     assert [(r["task_set"], r["method"], r["seed"]) for r in records] == [("no_L1", "sat", 1)]
     assert records[0]["settings"]["unseen"] == ["L1"] and records[0]["settings"]["num_examples"] == 8

@@ -42,7 +42,7 @@ from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 FLAGS = flags.FLAGS
 # the flags that shape every run (not which runs): the variants' commands repeat the ones given
 RUN_FLAGS = ("model", "epochs", "validation_examples", "train_examples", "eval_every", "eval_examples",
-             "checkpoint_every", "attack_precision", "workdir")
+             "checkpoint_every", "attack_precision", "warmup_steps", "workdir")
 flags.DEFINE_list("task_sets", list(TASK_SETS), f"Task sets, of {', '.join(TASK_SETS)}.")
 flags.DEFINE_list("methods", ["mat", "sat", "max", "avg", "msd"],
                   f"Methods to compare, or MAT variants: a meta method and parts of {', '.join(VARIANT_PARTS)}"
@@ -57,6 +57,7 @@ flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints (fewer 
 flags.DEFINE_string("model", "cnn", "Architecture (cnn; resnet18 for the zoo's ResNet-18 entries, issue 19).")
 flags.DEFINE_enum("attack_precision", "float32", list(DTYPE_POLICIES),
                   "Precision of the training attacks (TrainConfig.attack_precision); protocol v2 measures in float32.")
+flags.DEFINE_integer("warmup_steps", 0, "Steps of linear learning-rate warm-up before the cosine schedule.")
 flags.DEFINE_string("workdir", "runs/threat_models", "Where the runs live.")
 flags.DEFINE_string("output", "results/threat_models.md", "The table (.json beside it).")
 flags.DEFINE_bool("measured_only", False,
@@ -75,7 +76,7 @@ def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
     return TrainConfig(
         method=method, model=FLAGS.model, train_attacks=attacks, val_attacks=None if attacks == tasks else tasks,
         epochs=FLAGS.epochs, steps=None, batch_size=128, optimizer="sgd", learning_rate=0.05,
-        weight_decay=5e-4, lr_schedule="cosine", seed=seed, meta=meta,
+        weight_decay=5e-4, lr_schedule="cosine", warmup_steps=FLAGS.warmup_steps, seed=seed, meta=meta,
         train_examples=FLAGS.train_examples, validation_examples=FLAGS.validation_examples,
         eval_every=eval_every, checkpoint_every=FLAGS.checkpoint_every, attack_precision=FLAGS.attack_precision,
     )
