@@ -32,7 +32,7 @@ from metaadv_tf.data import load_arrays  # noqa: E402
 from metaadv_tf.experiments import script_command  # noqa: E402
 from metaadv_tf.flag_utils import exit_on_error  # noqa: E402
 from metaadv_tf.io_utils import atomic_write_text  # noqa: E402
-from metaadv_tf.meta.functional import model_fn  # noqa: E402
+from metaadv_tf.meta.functional import current_values, model_fn  # noqa: E402
 from metaadv_tf.models import precision_twin  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -48,9 +48,8 @@ def run(attack: Attack, target: keras.Model, model: keras.Model, x: np.ndarray, 
         batch_size: int) -> tuple[float, float]:
     """(milliseconds per image after the first batch, ``model``'s accuracy on the examples) of
     ``attack`` against ``target`` run over ``model``'s weights."""
-    params = [v.value for v in model.trainable_variables]
-    state = [v.value for v in model.non_trainable_variables]
-    compiled = tf.function(lambda images, labels: attack(model_fn(target, params, state), images, labels))
+    target_fn = model_fn(target, *current_values(model))
+    compiled = tf.function(lambda images, labels: attack(target_fn, images, labels))
     correct, start = [], None
     for i in range(0, len(x), batch_size):
         if i == batch_size:

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from metaadv_tf.meta.functional import current_values
 from metaadv_tf.models import BatchNorm, build_model, precision_twin
 from metaadv_tf.training import MetaConfig, TrainConfig, Trainer, read_run_config
 
 EXTENSIONS = {"task_encoding": True, "meta_batchnorm": True, "meta_dropout": True}
-
-
-def values(model: keras.Model) -> tuple[list, list]:
-    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
 
 
 @pytest.mark.parametrize("arguments", [{}, {"num_tasks": 2, **EXTENSIONS}])
@@ -27,8 +24,8 @@ def test_bfloat16_twin_computes_in_bfloat16_over_the_models_float32_weights(argu
     assert convolutions and all(layer.compute_dtype == "bfloat16" for layer in convolutions)
     assert {v.dtype for v in twin.weights} == {"float32"}
     images = np.random.default_rng(0).uniform(size=(8, 28, 28, 1)).astype("float32")
-    expected, _ = model.stateless_call(*values(model), images, training=True)
-    logits, state = twin.stateless_call(*values(model), images, training=True)
+    expected, _ = model.stateless_call(*current_values(model), images, training=True)
+    logits, state = twin.stateless_call(*current_values(model), images, training=True)
     assert logits.dtype == "float32"
     statistics = [layer.moving_variance for layer in twin.layers if isinstance(layer, BatchNorm)]
     assert statistics and all(v.dtype == "float32" for v in statistics)

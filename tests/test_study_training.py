@@ -15,7 +15,7 @@ from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.attacks import get_attack
 from metaadv_tf.data import load_arrays
 from metaadv_tf.evaluation import EvaluationReport
-from metaadv_tf.meta.functional import model_fn
+from metaadv_tf.meta.functional import current_values, model_fn
 from metaadv_tf.models import build_model
 from metaadv_tf.msd import MultiSteepestDescent
 from metaadv_tf.projections import lp_norm
@@ -69,8 +69,7 @@ def test_sat_attacks_the_whole_batch_with_the_sampled_task(tmp_path):
     config = study_config(train_attacks="fgsm,bim(steps=2),pgd_l2(steps=2,rand_init=False)")
     trainer = Trainer(config, str(tmp_path))
     x, y = load_arrays("fashion_mnist", "train", 16)
-    params = [v.value for v in trainer.model.trainable_variables]
-    state = [v.value for v in trainer.model.non_trainable_variables]
+    params, state = current_values(trainer.model)
     model = model_fn(trainer.model, params, state)
     for index, task in enumerate(trainer.method.tasks.tasks):
         [examples] = trainer.method.examples(params, state, x, y, {"tasks": tf.constant([index])})

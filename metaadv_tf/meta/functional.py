@@ -29,6 +29,11 @@ def apply(
     return logits, list(new_state)
 
 
+def current_values(model: keras.Model) -> tuple[Params, Params]:
+    """(trainable, non-trainable) values of ``model``'s variables now: the arguments of ``apply``."""
+    return [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+
+
 def model_fn(model: keras.Model, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor]) -> ModelFn:
     """A logits callable over fast weights, for attacks (its state updates are discarded).
 

@@ -47,7 +47,7 @@ import tensorflow as tf
 from metaadv_tf import data
 from metaadv_tf.attack_specs import parse_attacks
 from metaadv_tf.io_utils import atomic_save, atomic_write_text, read_json
-from metaadv_tf.meta.functional import model_fn
+from metaadv_tf.meta.functional import current_values, model_fn
 from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
@@ -275,9 +275,7 @@ class Trainer:
         return self._distributed_step(x, y, sample=sample)
 
     def _refresh_pool_eagerly(self, x, y):
-        params = [v.value for v in self.model.trainable_variables]
-        state = [v.value for v in self.model.non_trainable_variables]
-        self.pool.refresh(model_fn(self.method.attack_model, params, state), x, y)
+        self.pool.refresh(model_fn(self.method.attack_model, *current_values(self.model)), x, y)
 
     def _make_pool(self) -> AdversarialPool | None:
         if not self.config.meta.pool_size:
