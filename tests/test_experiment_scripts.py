@@ -175,6 +175,19 @@ def test_recipe_search_varies_the_base_recipe_and_checks_the_protocol(tmp_path):
     assert result.returncode == 1 and "evaluated with another protocol" in result.stderr
 
 
+def test_threat_model_study_first_steps_print_each_step_and_write_nothing(tmp_path):
+    output = tmp_path / "study.md"
+    result = run_tiny_study(tmp_path / "runs", output, "--task_sets=no_L1", "--methods=sat,mat_worst",
+                            "--seeds=1", "--first_steps=2", "--warmup_steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = re.findall(r"no_L1 (\S+) seed 1 step (\d): [\d.]+ s, loss ([\d.]+), gradient norm ([\d.]+)",
+                       result.stdout)
+    assert [(method, step) for method, step, _, _ in steps] == [
+        ("sat", "0"), ("sat", "1"), ("mat_worst", "0"), ("mat_worst", "1")]
+    assert all(0 < float(loss) < 100 and float(norm) > 0 for _, _, loss, norm in steps)
+    assert not (tmp_path / "runs").exists() and not output.exists()  # a check: nothing written
+
+
 def test_threat_model_study_trains_validates_measures_v2_and_is_checked_with_art(tmp_path):
     """One tiny run of the study: trained on Linf, L2 and spatial, measured on all four threat
     models with protocol v2 from its best validation checkpoint; then external_check.py attacks it

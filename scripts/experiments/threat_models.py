@@ -15,13 +15,20 @@ best checkpoint with protocol v2 (seen = the set's threat models). Runs and eval
 when the script is rerun. The table gives, per task set and method, mean ± standard deviation over
 the seeds of clean accuracy, the held-out threat model's accuracy, each threat model's, the unions,
 and the mean training minutes; validation curves go to OUTPUT_validation.png. ``--measured_only``
-tabulates the runs measured so far without training or evaluating anything.
+tabulates the runs measured so far without training or evaluating anything. ``--first_steps=N``
+checks a recipe before a long run: the first N steps of each run on a fresh model, in a temporary
+folder, printing each step's seconds, loss and outer gradient norm (nothing is written)::
+
+    python scripts/experiments/threat_models.py --task_sets=all --methods=mat_worst_maxanchor_tasks4 \
+        --model=resnet18 --attack_precision=mixed_bfloat16 --warmup_steps=20 --first_steps=45
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
+import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,7 +43,7 @@ from metaadv_tf.protocols import THREAT_MODELS, get_protocol, run_protocol  # no
 from metaadv_tf.threat_study import (TASK_SETS, V2_CACHE, V2_RECORD, VARIANT_PARTS, headroom_lines,  # noqa: E402
                                      held_out, held_out_target_lines, model_name, recipe, run_dir, train_attacks,
                                      validation_curve, variant_lines)
-from metaadv_tf.training import TrainConfig, train  # noqa: E402
+from metaadv_tf.training import TrainConfig, Trainer, train  # noqa: E402
 from metaadv_tf.training.selection import BEST_WEIGHTS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -64,6 +71,8 @@ flags.DEFINE_bool("measured_only", False,
                   "Tabulate the runs already trained and measured (their v2.json, else their record in"
                   " --output's JSON, so results outlive the runs); train and evaluate nothing, so a"
                   " study still running can be reported.")
+flags.DEFINE_integer("first_steps", 0, "Instead of training: print the seconds, loss and gradient norm of the first"
+                     " N steps of each run on a fresh model (a recipe's stability and step time), writing nothing.")
 
 
 def run_config(task_set: str, label: str, seed: int) -> TrainConfig:
@@ -98,6 +107,19 @@ def run(task_set: str, method: str, seed: int) -> dict:
               "images_seen": result.images_seen, "validation": list(validation_curve(workdir).items())}
     atomic_write_text(os.path.join(workdir, V2_RECORD), json.dumps(record, indent=2) + "\n")
     return record
+
+
+def first_steps(task_set: str, method: str, seed: int) -> None:
+    """Runs the first ``--first_steps`` steps of one run's recipe on a fresh model in a temporary
+    folder, printing each step's seconds (the first includes tracing), loss and outer gradient norm."""
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(run_config(task_set, method, seed), workdir)
+        batches = trainer.batches()
+        for step in range(FLAGS.first_steps):
+            start = time.perf_counter()
+            metrics = trainer.next_step(batches)
+            print(f"{task_set} {method} seed {seed} step {step}: {time.perf_counter() - start:.1f} s,"
+                  f" loss {float(metrics['loss']):.3f}, gradient norm {float(metrics['grad_norm']):.3f}", flush=True)
 
 
 def measured(task_set: str, method: str, seed: int, reported: dict[tuple, dict]) -> dict | None:
@@ -159,12 +181,17 @@ def plot_validation(records: list[dict]) -> bool:
 
 def main(argv: list[str]) -> None:
     del argv
+    runs = [(task_set, method, int(seed))
+            for task_set in FLAGS.task_sets for method in FLAGS.methods for seed in FLAGS.seeds]
+    if FLAGS.first_steps:
+        for task_set, method, seed in runs:
+            first_steps(task_set, method, seed)
+        return
     if FLAGS.measured_only:
         get = functools.partial(measured, reported=reported_records())
     else:
         get = run
-    records = [record for task_set in FLAGS.task_sets for method in FLAGS.methods for seed in FLAGS.seeds
-               if (record := get(task_set, method, int(seed))) is not None]
+    records = [record for key in runs if (record := get(*key)) is not None]
     header = ["task set", "held out", "method", "seeds", "clean", "held out acc", *THREAT_MODELS,
               "union seen", "union all", "train min"]
     plot_validation(records)
