@@ -60,6 +60,9 @@ TASK_SETS = {"all": list(THREAT_MODELS), "no_L1": ["Linf", "L2", "spatial"],
 # "tasks4": 4 tasks per meta-step (all of the "all" set) of 16 support + 16 query images, the same
 # 128 images per step, so the deployed θ's anchor term meets every threat model at every step;
 # "tasks3": the same for a fold's 3 tasks, 21 + 21 images each (126 per step, as many per epoch).
+# "lr01": inner learning rate 0.01 instead of 0.05, for ResNet-18 (issue 19), where the meta-gradient
+# through 3 inner steps at 0.05 starts out huge (outer gradient norm ~1,800 at the first step of
+# `threat_models.py --model=resnet18 --first_steps=N`) and MAT's loss climbs without a warm-up.
 VARIANT_PARTS = {
     "mem": {"memory_steps": 1},
     "memtask": {"memory_steps": 1, "memory_per_task": True},
@@ -75,6 +78,7 @@ VARIANT_PARTS = {
     "maxanchor": {"worst_case_anchor": True},
     "tasks4": {"num_tasks": 4, "support_size": 16, "query_size": 16},
     "tasks3": {"num_tasks": 3, "support_size": 21, "query_size": 21},
+    "lr01": {"inner_learning_rate": 0.01},
 }
 
 # threat models beyond protocol v2's four, which no study run trains on: targets of adaptation for runs

@@ -182,6 +182,8 @@ def test_study_recipes_of_methods_and_mat_variants():
     assert meta.num_tasks == len(study.TASK_SETS["all"])
     meta = study.recipe("mat_worst_tasks3")[1]  # every task of a fold per step, 126 images
     assert (meta.num_tasks, meta.support_size + meta.query_size) == (len(study.TASK_SETS["no_L1"]), 42)
+    assert study.recipe("mat_worst_maxanchor_tasks4_lr01")[1].inner_learning_rate == 0.01  # ResNet-18's
+    assert study.recipe("mat_worst")[1].inner_learning_rate == MetaConfig().inner_learning_rate == 0.05
     assert study.recipe("pgd_at") == ("pgd_at", MetaConfig())
     method, meta = study.recipe("fomaml_mem_cross_inner1")  # parts combine
     assert method == "fomaml" and (meta.memory_steps, meta.cross_task_query, meta.inner_steps) == (1, True, 1)
