@@ -158,7 +158,7 @@ def test_sigkill_during_training_resumes_to_the_uninterrupted_weights(tmp_path):
     resumed = run_script("train.py", f"--workdir={killed}", *KILL_RUN)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
-    assert (result["start_step"], result["steps"]) == (latest, KILL_RUN_STEPS)
+    assert (result["start_step"], result["steps"], result["resumed_from"]) == (latest, KILL_RUN_STEPS, [latest])
     expected, ended = final_weights(tmp_path / "reference"), final_weights(killed)
     assert len(expected) == len(ended)
     for a, b in zip(expected, ended):  # standard training draws no random numbers: bit for bit
@@ -285,7 +285,7 @@ def test_leftovers_of_a_killed_save_are_ignored_and_overwritten(run_copy):
     trainer = restored(run_copy, steps=6)
     assert trainer.manager.latest_checkpoint.endswith("ckpt-4") and int(trainer.step.numpy()) == 4
     result = trainer.train(progress=False)
-    assert (result.start_step, result.steps) == (4, 6)
+    assert (result.start_step, result.steps, result.resumed_from) == (4, 6, [4])
     assert [checkpoint_problem(str(checkpoints / f"ckpt-{step}")) for step in (4, 5, 6)] == [None] * 3
 
 

@@ -50,7 +50,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     resumed = Trainer(tiny_config("standard", steps=4), str(tmp_path / "split"))
     assert resumed.restore() is not None and int(resumed.step.numpy()) == 2
     assert int(resumed.optimizer.iterations.numpy()) == 2
-    resumed.train(progress=False)
+    assert resumed.train(progress=False).resumed_from == [2]
     assert int(resumed.step.numpy()) == 4 and int(resumed.optimizer.iterations.numpy()) == 4
     for a, b in zip(weights_of(whole), weights_of(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -62,6 +62,7 @@ def test_rerun_of_a_finished_run_returns_its_result_unchanged(tmp_path):
     written = (tmp_path / "result.json").read_text()
     again = Trainer(tiny_config("standard", steps=2), str(tmp_path)).train(progress=False)
     assert again == first and np.isfinite(again.last_loss) and again.start_step == 0
+    assert first.resumed_from == []
     assert (tmp_path / "result.json").read_text() == written
 
 

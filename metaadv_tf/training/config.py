@@ -19,6 +19,7 @@ LR_SCHEDULES = ("constant", "cosine", "piecewise")
 CONFIG_FILE = "config.json"  # a run's definition, in its workdir
 RESULT_FILE = "result.json"  # a finished run's TrainResult, in its workdir
 FINAL_WEIGHTS = "final.weights.h5"  # a finished run's last weights, in its workdir
+RESUMES_FILE = "resumes.json"  # the step each session after a run's first resumed from, in its workdir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A run lives in a workdir: ``config.json`` (the run's definition), ``checkpoints/`` (a
 `tf.train.CheckpointManager`: model, optimizer, step, data position, task sampler, wall time, and
 the method's own state: pools, perturbation memory, task attention, learned inner rates),
-``tensorboard/`` and, when done, ``final.weights.h5`` and ``result.json``. With
+``tensorboard/``, ``resumes.json`` once it resumed, and, when done, ``final.weights.h5`` and ``result.json``. With
 ``validation_examples`` it also holds ``validation.json`` and ``best.weights.h5``
 (`metaadv_tf.training.selection`); the in-training evaluation (held-out training images, and
 ``eval_attacks`` on test images) runs every ``eval_every`` steps and at the end. Rerunning with the same
@@ -14,7 +14,8 @@ save that was killed are never listed there, so they are ignored (the next save 
 overwrites them). A resumed run continues as an uninterrupted one would,
 except for the attacks' random numbers (e.g. PGD's random starts): stateful TensorFlow random ops,
 seeded by ``seed`` but with positions that are not checkpointed, so after a resume they follow a
-different, equally distributed stream. A non-finite loss stops the run before anything is saved, so
+different, equally distributed stream; ``resumes.json`` lists the steps resumed from, so a result says
+whether it is an uninterrupted run of its seed. A non-finite loss stops the run before anything is saved, so
 the last good checkpoint stays the latest. SIGINT/SIGTERM save a checkpoint and stop.
 
 BatchNorm statistics policy: the moving statistics follow every training-mode loss forward pass
@@ -51,8 +52,8 @@ from metaadv_tf.meta.functional import current_values, model_fn
 from metaadv_tf.meta.memory import ContinuedAttacks, PerturbationMemory
 from metaadv_tf.meta.pools import AdversarialPool
 from metaadv_tf.models import build_model
-from metaadv_tf.training.config import (CONFIG_FILE, FINAL_WEIGHTS, META_METHODS, RESULT_FILE, TrainConfig,
-                                        read_run_config)
+from metaadv_tf.training.config import (CONFIG_FILE, FINAL_WEIGHTS, META_METHODS, RESULT_FILE, RESUMES_FILE,
+                                        TrainConfig, read_run_config)
 from metaadv_tf.training.methods import MamlMethod, MetaMethod, Method, build_method
 from metaadv_tf.training.optimizers import make_optimizer
 from metaadv_tf.training.selection import ValidationLog
@@ -79,6 +80,8 @@ class TrainResult:
     ``start_step`` is the step this session started from: the latest checkpoint's when it resumed.
     ``best_step`` and ``best_validation_accuracy`` (union over the validation attacks) describe
     ``best.weights.h5`` when the run validates (``validation_examples``), else they are None.
+    ``resumed_from`` lists the step every later session resumed from (empty for a run that ran through;
+    None in results written before it was recorded).
     """
 
     steps: int
@@ -90,6 +93,7 @@ class TrainResult:
     weights_path: str | None
     best_step: int | None = None
     best_validation_accuracy: float | None = None
+    resumed_from: list[int] | None = None
 
 
 class Trainer:
@@ -193,6 +197,8 @@ class Trainer:
         finished = self._finished_result()
         if finished is not None:
             return finished
+        if start_step and self.chief:
+            self._record_resume(start_step)
         if start_step and progress and self.chief:
             print(f"Resumed from step {start_step} of {self.total_steps} in {self.workdir}", file=sys.stderr,
                   flush=True)
@@ -437,6 +443,14 @@ class Trainer:
         stored = read_json(os.path.join(self.workdir, RESULT_FILE))
         return None if stored is None else TrainResult(**stored)
 
+    def _resumes(self) -> list[int]:
+        """The steps this run resumed from so far, oldest first (``resumes.json``)."""
+        return read_json(os.path.join(self.workdir, RESUMES_FILE)) or []
+
+    def _record_resume(self, step: int) -> None:
+        """Adds ``step`` to ``resumes.json``: this session resumed from it."""
+        atomic_write_text(os.path.join(self.workdir, RESUMES_FILE), json.dumps([*self._resumes(), step]))
+
     def _finish(self, loss: float, start_step: int) -> TrainResult:
         step = int(self.step.numpy())
         weights_path = None
@@ -450,6 +464,7 @@ class Trainer:
             stopped_by_signal=self._signal, weights_path=weights_path,
             best_step=best["step"] if best else None,
             best_validation_accuracy=best["union"] if best else None,
+            resumed_from=self._resumes(),
         )
         if self.chief:
             atomic_write_text(os.path.join(self.workdir, RESULT_FILE),
