@@ -199,9 +199,9 @@ class Trainer:
             return finished
         if start_step and self.chief:
             self._record_resume(start_step)
-        if start_step and progress and self.chief:
-            print(f"Resumed from step {start_step} of {self.total_steps} in {self.workdir}", file=sys.stderr,
-                  flush=True)
+            if progress:
+                print(f"Resumed from step {start_step} of {self.total_steps} in {self.workdir}", file=sys.stderr,
+                      flush=True)
         writer = (tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) if self.chief
                   else tf.summary.create_noop_writer())
         bar = tqdm(total=self.total_steps, initial=start_step, disable=not progress, unit="step",
