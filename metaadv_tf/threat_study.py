@@ -214,11 +214,16 @@ def held_out_target_lines(records: Sequence[Record], margin: float = 0.05) -> li
                 verdict = "not testable yet (needs 2+ seeds of each)"
             else:
                 verdict = "met" if gap > two_se else "NOT met (within 2 SE)"
-            spread = "n/a" if np.isnan(two_se) else f"{100 * two_se:.1f}"
             lines.append(f"- {method} ({_seeds(len(values))}) {100 * np.mean(values):.1f} vs best baseline {best}"
                          f" ({_seeds(len(baselines[best]))}) {100 * np.mean(baselines[best]):.1f}: difference"
-                         f" {100 * gap:+.1f} ± {spread} (2 SE); target +{100 * margin:.0f}: {verdict}.")
+                         f" {_gap(gap, two_se)}; target +{100 * margin:.0f}: {verdict}.")
     return lines
+
+
+def _gap(gap: float, two_se: float) -> str:
+    """"+2.4 ± 1.5 (2 SE)" in points, "± n/a" without a standard error."""
+    spread = "n/a" if np.isnan(two_se) else f"{100 * two_se:.1f}"
+    return f"{100 * gap:+.1f} ± {spread} (2 SE)"
 
 
 def headroom_lines(records: Sequence[Record]) -> list[str]:
@@ -414,6 +419,38 @@ def adaptation_rows(records: Sequence[Record]) -> list[list[str]]:
     return [[task_set, target_of[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
              mean_std(union.get((task_set, method, finetuning), {}).get(k, []))]
             for (task_set, method, finetuning), curve in on_target.items() for k, values in curve.items()]
+
+
+def union_lines(records: Sequence[Record]) -> list[str]:
+    """Per task set, MAT method (any fine-tuning) and k where the union of the four was measured:
+    its union against the best baseline's at that k, the difference of the means and twice its
+    standard error (over seeds). Fine-tuning on T can cost the other threat models; this says whose
+    robustness survives adaptation."""
+    union = curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
+    baselines = {key: c for key, c in union.items() if recipe(key[1])[0] not in META_METHODS}
+    lines, judged = [], set()
+    for (task_set, method, finetuning), curve in union.items():
+        if recipe(method)[0] not in META_METHODS:
+            continue
+        for k, values in curve.items():
+            if not values or k == 0 and (task_set, method) in judged:
+                continue  # the trained model starts every fine-tuning's curve: judge it once
+            judged.add((task_set, method))
+            if not (best := _best_baseline(baselines, task_set, k)):
+                continue
+            gap, two_se = difference(values, best[1])
+            verdict = "" if np.isnan(two_se) else "; beyond 2 SE" if abs(gap) > two_se else "; within 2 SE"
+            how = "trained model" if k == 0 else finetuning
+            lines.append(f"- {task_set}, k={k} ({how}): {method} ({_seeds(len(values))}) {100 * np.mean(values):.1f}"
+                         f" vs best baseline {best[0]} ({_seeds(len(best[1]))}) {100 * np.mean(best[1]):.1f}:"
+                         f" {_gap(gap, two_se)}{verdict}.")
+    return lines
+
+
+def _best_baseline(baselines: Curves, task_set: str, k: int) -> tuple[str, list[float]] | None:
+    """The baseline of ``task_set`` with the highest mean at ``k`` and its values, if any has some."""
+    rivals = [(m, c[k]) for (s, m, _), c in baselines.items() if s == task_set and c.get(k)]
+    return max(rivals, key=lambda rival: np.mean(rival[1]), default=None)
 
 
 def target_lines(records: Sequence[Record]) -> list[str]:

@@ -64,6 +64,27 @@ def test_target_lines_judge_every_mat_variant_and_never_a_baseline():
                         " k=100 (adversarial): NOT met.")
 
 
+def test_union_lines_set_each_mat_curve_against_the_best_baseline_at_each_k():
+    union = {("sat", "none", 0): [0.40, 0.42], ("sat", "adversarial", 1000): [0.38, 0.40],
+             ("max", "adversarial", 1000): [0.30, 0.30], ("mat", "none", 0): [0.41, 0.43],
+             ("mat", "adversarial", 1000): [0.46, 0.48], ("mat", "mat-inner", 1000): [0.40, 0.44]}
+    records = [{"task_set": "no_L1", "target": "L1", "method": method, "seed": seed, "finetuning": finetuning,
+                "k": k, "metrics": {"robust_accuracy": {"L1": 0.5}, "union": {"all": value}}}
+               for (method, finetuning, k), values in union.items() for seed, value in enumerate(values)]
+    target_only = {**records[0], "method": "avg", "metrics": {"robust_accuracy": {"L1": 0.9}, "union": {}}}
+    assert study.union_lines(records + [target_only]) == [
+        "- no_L1, k=0 (trained model): mat (2 seeds) 42.0 vs best baseline sat (2 seeds) 41.0: +1.0 ± 2.8 (2 SE);"
+        " within 2 SE.",
+        "- no_L1, k=1000 (adversarial): mat (2 seeds) 47.0 vs best baseline sat (2 seeds) 39.0: +8.0 ± 2.8 (2 SE);"
+        " beyond 2 SE.",
+        "- no_L1, k=1000 (mat-inner): mat (2 seeds) 42.0 vs best baseline sat (2 seeds) 39.0: +3.0 ± 4.5 (2 SE);"
+        " within 2 SE.",
+    ]
+    one_seed = [r for r in records if r["seed"] == 0]
+    assert study.union_lines(one_seed)[0] == ("- no_L1, k=0 (trained model): mat (1 seed) 41.0 vs best baseline sat"
+                                              " (1 seed) 40.0: +1.0 ± n/a (2 SE).")
+
+
 def test_adaptation_targets_the_held_out_threat_model_or_a_new_one():
     config = TrainConfig(train_attacks=study.train_attacks("no_L1"))
     target, attack, settings = study.adaptation_target(config, num_examples=8)

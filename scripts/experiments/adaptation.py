@@ -113,6 +113,9 @@ def main(argv: list[str]) -> None:
     if targets:
         table += ("\n\nTarget (MAT reaches the best baseline's accuracy on T with at most k / 3 images):\n\n"
                   + "\n".join(targets))
+    if unions := study.union_lines(records):
+        table += ("\n\nThe union of v2's four after adaptation (does robustness to the other threat models survive"
+                  " fine-tuning on T?):\n\n" + "\n".join(unions))
     write_results(FLAGS.output, "Quick adaptation to a threat model never trained on",
                   description(records, plot(records)), table, records)
 
