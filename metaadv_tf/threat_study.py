@@ -392,6 +392,11 @@ def union_accuracy(record: Record) -> float:
     return record["metrics"]["union"]["all"]
 
 
+def union_curves(records: Sequence[Record]) -> Curves:
+    """`curves` of the union of all four, over the records measured on all four (not on T alone)."""
+    return curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
+
+
 def curves(records: Sequence[Record], metric: Callable[[Record], float]) -> Curves:
     """``metric`` over the seeds by (task set, method, fine-tuning) and k, in record order; the
     k = 0 points (records of fine-tuning "none", with ``task_set`` and ``method``) start every curve."""
@@ -414,7 +419,7 @@ def adaptation_rows(records: Sequence[Record]) -> list[list[str]]:
     """Table rows (task set, T, method, fine-tuning, k, seeds, accuracy on T, union of all; "-"
     where measured on T alone) with mean ± standard deviation over the seeds, in %."""
     on_target = curves(records, target_accuracy)
-    union = curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
+    union = union_curves(records)
     target_of = targets(records)
     return [[task_set, target_of[task_set], method, finetuning, str(k), str(len(values)), mean_std(values),
              mean_std(union.get((task_set, method, finetuning), {}).get(k, []))]
@@ -426,7 +431,7 @@ def union_lines(records: Sequence[Record]) -> list[str]:
     its union against the best baseline's at that k, the difference of the means and twice its
     standard error (over seeds). Fine-tuning on T can cost the other threat models; this says whose
     robustness survives adaptation."""
-    union = curves([r for r in records if "all" in r["metrics"]["union"]], union_accuracy)
+    union = union_curves(records)
     baselines = {key: c for key, c in union.items() if recipe(key[1])[0] not in META_METHODS}
     lines, judged = [], set()
     for (task_set, method, finetuning), curve in union.items():
